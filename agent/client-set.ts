@@ -1,0 +1,112 @@
+// The set of streams to proxy-servers: one per distinct server ID, up to the server count the
+// servers announce. A sync loop (re)connects with exponential backoff whenever one is missing.
+import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js';
+import { Backoff } from '../common/backoff.js';
+import { errorText, type Logger } from '../common/log.js';
+import type { AgentMetrics } from './metrics.js';
+import { ServerClient } from './server-client.js';
+
+export interface ClientSetConfig {
+  address: string;
+  credentials: ChannelCredentials;
+  channelOptions: ChannelOptions;
+  agentID: string;
+  agentIdentifiers: string;
+  syncIntervalMs: number;
+  syncIntervalCapMs: number;
+  log: Logger;
+  metrics: AgentMetrics;
+}
+
+export class ClientSet {
+  readonly clients = new Map<string, ServerClient>();
+  private serverCount = 1;
+  private readonly backoff: Backoff;
+  private timer: NodeJS.Timeout | undefined;
+  private connecting = false;
+  private stopped = false;
+
+  constructor(private readonly config: ClientSetConfig) {
+    this.backoff = new Backoff(config.syncIntervalMs, config.syncIntervalCapMs);
+  }
+
+  get connectedCount(): number {
+    return this.clients.size;
+  }
+
+  start(): void {
+    void this.sync();
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.sync();
+    }, delayMs);
+  }
+
+  private async sync(): Promise<void> {
+    if (this.stopped || this.connecting) return;
+    if (this.clients.size >= this.serverCount) {
+      this.schedule(this.config.syncIntervalMs);
+      return;
+    }
+    this.connecting = true;
+    const { config } = this;
+    const client = new ServerClient({
+      address: config.address,
+      credentials: config.credentials,
+      channelOptions: config.channelOptions,
+      agentID: config.agentID,
+      agentIdentifiers: config.agentIdentifiers,
+      log: config.log,
+      metrics: config.metrics,
+    });
+    try {
+      const identity = await client.connect();
+      this.connecting = false;
+      if (this.stopped) {
+        client.shutdown('agent stopping');
+        return;
+      }
+      this.serverCount = identity.serverCount;
+      config.metrics.knownServerCount.set(identity.serverCount);
+      if (this.clients.has(identity.serverID)) {
+        // Behind a load balancer we reached a server we already hold a stream to.
+        config.log.debug({ serverID: identity.serverID }, 'duplicate server; closing the new stream');
+        client.shutdown('duplicate server');
+        this.schedule(this.backoff.next());
+        return;
+      }
+      this.clients.set(identity.serverID, client);
+      config.metrics.serverConnections.set(this.clients.size);
+      this.backoff.reset();
+      config.log.info(
+        { serverID: identity.serverID, serverCount: identity.serverCount, halfClose: client.halfClose },
+        'connected to proxy-server',
+      );
+      client.onClose((reason) => {
+        if (this.clients.get(identity.serverID) === client) this.clients.delete(identity.serverID);
+        config.metrics.serverConnections.set(this.clients.size);
+        if (!this.stopped) config.log.warn({ serverID: identity.serverID, reason }, 'lost connection to proxy-server');
+        this.schedule(this.backoff.next());
+      });
+      this.schedule(config.syncIntervalMs);
+    } catch (err) {
+      this.connecting = false;
+      const delay = this.backoff.next();
+      config.log.warn({ address: config.address, error: errorText(err), retryInMs: delay }, 'cannot connect to proxy-server');
+      this.schedule(delay);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const c of [...this.clients.values()]) c.shutdown('agent stopping');
+    this.clients.clear();
+    this.config.metrics.serverConnections.set(0);
+  }
+}

@@ -1,0 +1,76 @@
+// konnectivity_network_proxy_agent_* metrics, upstream names and labels.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { packetTypeNames } from '../proto/packet.js';
+
+const PREFIX = 'konnectivity_network_proxy_agent_';
+
+export class AgentMetrics {
+  readonly dialDuration: Histogram;
+  readonly dialFailures: Counter<'reason'>;
+  readonly serverConnections: Gauge;
+  readonly knownServerCount: Gauge;
+  readonly endpointConnections: Gauge;
+  readonly serverFailures: Counter<'direction'>;
+  readonly streamPackets: Counter<'segment' | 'packet_type'>;
+  readonly streamErrors: Counter<'segment' | 'code' | 'packet_type'>;
+  private readonly packetChildren = new Map<string, Counter.Internal>();
+
+  constructor(readonly registry: Registry) {
+    const registers = [registry];
+    this.dialDuration = new Histogram({
+      name: PREFIX + 'dial_duration_seconds',
+      help: 'Latency of dial to the remote endpoint in seconds',
+      buckets: [0.005, 0.025, 0.1, 0.5, 2.5, 10, 30],
+      registers,
+    });
+    this.dialFailures = new Counter({
+      name: PREFIX + 'endpoint_dial_failure_total',
+      help: 'Number of failures dialing the remote endpoint, by reason (example: timeout).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.serverConnections = new Gauge({
+      name: PREFIX + 'open_server_connections',
+      help: 'Current number of open server connections.',
+      registers,
+    });
+    this.knownServerCount = new Gauge({
+      name: PREFIX + 'known_server_count',
+      help: 'Current number of servers agent is trying to connect to.',
+      registers,
+    });
+    this.endpointConnections = new Gauge({
+      name: PREFIX + 'open_endpoint_connections',
+      help: 'Current number of open endpoint connections.',
+      registers,
+    });
+    this.serverFailures = new Counter({
+      name: PREFIX + 'server_connection_failure_count',
+      help: 'Count of failures to send to or receive from the proxy server, labeled by the direction (from_server or to_server).',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.streamPackets = new Counter({
+      name: PREFIX + 'stream_packets_total',
+      help: 'Count of packets processed, by segment and packet type (example: from_client, DIAL_REQ)',
+      labelNames: ['segment', 'packet_type'],
+      registers,
+    });
+    this.streamErrors = new Counter({
+      name: PREFIX + 'stream_errors_total',
+      help: 'Count of gRPC stream errors, by segment, grpc Code, packet type. (example: from_agent, Code.Unavailable, DIAL_RSP)',
+      labelNames: ['segment', 'code', 'packet_type'],
+      registers,
+    });
+  }
+
+  packet(segment: 'from_server' | 'to_server', type: number): void {
+    const key = `${segment}/${type}`;
+    let child = this.packetChildren.get(key);
+    if (!child) {
+      child = this.streamPackets.labels(segment, packetTypeNames[type] ?? 'UNKNOWN');
+      this.packetChildren.set(key, child);
+    }
+    child.inc();
+  }
+}

@@ -1,0 +1,98 @@
+// The proxy-agent composition root: the client set (streams to the servers) and the health
+// and admin endpoints.
+import { credentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../common/log.js';
+import { createRegistry } from '../common/metrics.js';
+import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
+import { AgentMetrics } from './metrics.js';
+import { ClientSet } from './client-set.js';
+
+export interface ProxyAgentConfig {
+  agentID: string;
+  agentIdentifiers: string;
+  serverHost: string;
+  serverPort: number;
+  /** CA for the server certificate; undefined: the system roots. */
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  syncIntervalMs: number;
+  syncIntervalCapMs: number;
+  keepaliveTimeMs: number;
+  health?: { host: string; port: number };
+  admin?: { host: string; port: number };
+  log: Logger;
+  registry?: Registry;
+}
+
+export interface AgentAddresses {
+  healthPort?: number;
+  adminPort?: number;
+}
+
+export class ProxyAgent {
+  readonly metrics: AgentMetrics;
+  readonly clients: ClientSet;
+  private readonly endpoints: HttpEndpoint[] = [];
+
+  constructor(private readonly config: ProxyAgentConfig) {
+    this.metrics = new AgentMetrics(config.registry ?? createRegistry(true));
+    const channelOptions: ChannelOptions = {
+      'grpc.keepalive_time_ms': config.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': 10_000,
+      // Each connection attempt gets a fresh channel: never share subchannels between them.
+      'grpc.use_local_subchannel_pool': 1,
+    };
+    const host = config.serverHost.includes(':') ? `[${config.serverHost}]` : config.serverHost;
+    this.clients = new ClientSet({
+      address: `${host}:${config.serverPort}`,
+      credentials: credentials.createSsl(config.ca ?? null, config.key ?? null, config.cert ?? null),
+      channelOptions,
+      agentID: config.agentID,
+      agentIdentifiers: config.agentIdentifiers,
+      syncIntervalMs: config.syncIntervalMs,
+      syncIntervalCapMs: config.syncIntervalCapMs,
+      log: config.log,
+      metrics: this.metrics,
+    });
+  }
+
+  get registry(): Registry {
+    return this.metrics.registry;
+  }
+
+  readiness(): { ok: boolean; reason: string } {
+    return this.clients.connectedCount > 0
+      ? { ok: true, reason: '' }
+      : { ok: false, reason: 'not connected to any proxy-server' };
+  }
+
+  async start(): Promise<AgentAddresses> {
+    const out: AgentAddresses = {};
+    try {
+      if (this.config.health) {
+        // Upstream serves /metrics on the agent's health port; existing scrape configs expect it there.
+        const ep = new HttpEndpoint({ ...healthRoutes(() => this.readiness()), ...metricsRoute(this.registry) });
+        this.endpoints.push(ep);
+        out.healthPort = await ep.listen(this.config.health.port, this.config.health.host);
+      }
+      if (this.config.admin) {
+        const ep = new HttpEndpoint(metricsRoute(this.registry));
+        this.endpoints.push(ep);
+        out.adminPort = await ep.listen(this.config.admin.port, this.config.admin.host);
+      }
+    } catch (err) {
+      await this.shutdown();
+      throw err;
+    }
+    this.config.log.info({ agentID: this.config.agentID, ...out }, 'proxy-agent started');
+    this.clients.start();
+    return out;
+  }
+
+  async shutdown(): Promise<void> {
+    this.clients.stop();
+    await Promise.all(this.endpoints.map((e) => e.close()));
+  }
+}

@@ -1,0 +1,80 @@
+// /AgentService/Connect: an agent opens one long-lived stream; we answer with serverID and
+// serverCount headers and register it as a backend for dials.
+import { Metadata, status } from '@grpc/grpc-js';
+import type { Packet } from '../../proto/packet.js';
+import { Extension, MetadataKey, parseExtensions } from '../../proto/metadata.js';
+import type { Logger } from '../../common/log.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { TunnelBroker } from '../tunnel/broker.js';
+import { Backend, type AgentStream } from './backend.js';
+import type { BackendManager } from './backend-manager.js';
+
+/** The extensions this server implements, offered to agents that ask. */
+const SUPPORTED = new Set<string>([Extension.halfClose]);
+
+export interface AgentServiceOptions {
+  serverID: string;
+  serverCount: number;
+}
+
+export class AgentService {
+  constructor(
+    private readonly broker: TunnelBroker,
+    private readonly backends: BackendManager,
+    private readonly metrics: ServerMetrics,
+    private readonly log: Logger,
+    private readonly options: AgentServiceOptions,
+  ) {}
+
+  readonly handle = (stream: AgentStream): void => {
+    const agentID = stream.metadata.get(MetadataKey.agentID)[0]?.toString() ?? '';
+    const identifiers = stream.metadata.get(MetadataKey.agentIdentifiers)[0]?.toString() ?? '';
+    const peer = stream.getPeer();
+    if (agentID === '') {
+      this.log.warn({ peer }, 'agent stream refused: no agentID metadata');
+      stream.emit('error', { code: status.INVALID_ARGUMENT, details: 'agentID metadata is required' });
+      return;
+    }
+    const requested = parseExtensions(stream.metadata.get(MetadataKey.extensions)[0]?.toString());
+    const accepted = new Set([...requested].filter((e) => SUPPORTED.has(e)));
+
+    const headers = new Metadata();
+    headers.set(MetadataKey.serverID, this.options.serverID);
+    headers.set(MetadataKey.serverCount, String(this.options.serverCount));
+    if (requested.size > 0) headers.set(MetadataKey.extensions, [...accepted].join(','));
+    stream.sendMetadata(headers);
+
+    const log = this.log.child({ agentID });
+    const backend = new Backend(agentID, identifiers, accepted, stream, log, this.metrics);
+    this.metrics.grpcConnections.labels('Connect').inc();
+    this.backends.add(backend);
+    log.info({ peer, identifiers, extensions: [...accepted] }, 'agent connected');
+
+    let gone = false;
+    const leave = (reason: string) => {
+      if (gone) return;
+      gone = true;
+      this.backends.remove(backend);
+      this.metrics.grpcConnections.labels('Connect').dec();
+      this.broker.backendGone(backend, reason);
+      log.info({ reason, connections: backend.connections.size }, 'agent disconnected');
+      if (!stream.writableEnded) stream.end();
+    };
+    stream.on('data', (p: Packet) => {
+      this.broker.handleAgentPacket(backend, p);
+    });
+    stream.on('end', () => {
+      leave('agent closed the stream');
+    });
+    stream.on('cancelled', () => {
+      leave('stream cancelled (connection lost or keepalive timeout)');
+    });
+    stream.on('error', (err: Error) => {
+      this.metrics.streamError('from_agent', 'Unknown', undefined);
+      leave(`stream error: ${err.message}`);
+    });
+    stream.on('close', () => {
+      leave('stream closed');
+    });
+  };
+}

@@ -1,0 +1,80 @@
+// One agent stream (/AgentService/Connect): what the broker sends to an agent and the
+// backpressure state of that stream. Every connection of the agent is multiplexed on it.
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Packet } from '../../proto/packet.js';
+import type { Logger } from '../../common/log.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
+
+export type AgentStream = ServerDuplexStream<Packet, Packet>;
+
+let nextBackendSeq = 1;
+
+export class Backend {
+  readonly seq = nextBackendSeq++;
+  readonly connectedAt = new Date();
+  /** connectID (assigned by the agent) → connection. */
+  readonly connections = new Map<bigint, TunnelConnection>();
+  closed = false;
+  private readPauses = 0;
+  private writableWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly agentID: string,
+    readonly identifiers: string,
+    readonly extensions: ReadonlySet<string>,
+    private readonly stream: AgentStream,
+    readonly log: Logger,
+    private readonly metrics: ServerMetrics,
+  ) {
+    stream.on('drain', () => {
+      const waiters = this.writableWaiters;
+      this.writableWaiters = [];
+      for (const w of waiters) w();
+    });
+  }
+
+  supports(extension: string): boolean {
+    return this.extensions.has(extension);
+  }
+
+  /** Queues a packet to the agent; false when the stream is congested (see whenWritable). */
+  send(packet: Packet): boolean {
+    if (this.closed) return true;
+    this.metrics.packet('to_agent', packet.type);
+    return this.stream.write(packet);
+  }
+
+  get writable(): boolean {
+    return !this.stream.writableNeedDrain;
+  }
+
+  /** Calls `fn` once the stream has room again (at once if it has). */
+  whenWritable(fn: () => void): void {
+    if (this.closed || !this.stream.writableNeedDrain) fn();
+    else this.writableWaiters.push(fn);
+  }
+
+  /** Stops reading from the agent while some frontend cannot take more data. Counted. */
+  pauseReads(): void {
+    if (this.readPauses++ === 0) this.stream.pause();
+  }
+
+  resumeReads(): void {
+    if (this.readPauses === 0) return;
+    if (--this.readPauses === 0 && !this.closed) this.stream.resume();
+  }
+
+  /** Ends the stream from our side (shutdown). */
+  end(): void {
+    if (this.closed) return;
+    this.stream.end();
+  }
+
+  markClosed(): void {
+    this.closed = true;
+    const waiters = this.writableWaiters;
+    this.writableWaiters = [];
+    for (const w of waiters) w();
+  }
+}

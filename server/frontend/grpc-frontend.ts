@@ -1,0 +1,199 @@
+// /ProxyService/Proxy: kube-apiserver's single-use gRPC tunnel. One stream carries one dial:
+// DIAL_REQ → DIAL_RSP, then DATA both ways by connectID, then CLOSE_REQ/CLOSE_RSP.
+import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
+import { PacketType, packets, packetTypeName, type Packet } from '../../proto/packet.js';
+import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../../proto/metadata.js';
+import type { TunnelError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { DialHandle, TunnelBroker } from '../tunnel/broker.js';
+import type { FrontendSink } from '../tunnel/frontend-sink.js';
+import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
+import { checkDialTarget } from './dial-target.js';
+
+export type ProxyCall = ServerDuplexStream<Packet, Packet>;
+
+let nextStreamSeq = 1;
+
+export class GrpcFrontend {
+  constructor(
+    private readonly broker: TunnelBroker,
+    private readonly metrics: ServerMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  readonly handle = (call: ProxyCall): void => {
+    new ProxyStream(call, this.broker, this.metrics, this.log.child({ stream: nextStreamSeq++ })).start();
+  };
+}
+
+class ProxyStream implements FrontendSink {
+  readonly kind = 'grpc';
+  private state: 'idle' | 'dialing' | 'established' | 'done' = 'idle';
+  private clientRandom = 0n;
+  private dial: DialHandle | undefined;
+  private conn: TunnelConnection | undefined;
+  private halfClose = false;
+
+  constructor(
+    private readonly call: ProxyCall,
+    private readonly broker: TunnelBroker,
+    private readonly metrics: ServerMetrics,
+    readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.metrics.grpcConnections.labels('Proxy').inc();
+    const requested = parseExtensions(this.call.metadata.get(MetadataKey.extensions)[0]?.toString());
+    if (requested.size > 0) {
+      this.halfClose = requested.has(Extension.halfClose);
+      const md = new Metadata();
+      md.set(MetadataKey.extensions, this.halfClose ? Extension.halfClose : '');
+      this.call.sendMetadata(md);
+    }
+    this.call.on('data', (p: Packet) => {
+      this.onPacket(p);
+    });
+    this.call.on('end', () => {
+      this.clientGone('client closed the stream');
+    });
+    this.call.on('cancelled', () => {
+      this.clientGone('client cancelled the stream');
+    });
+    this.call.on('error', (err: Error) => {
+      this.metrics.streamError('from_client', 'Unknown', undefined);
+      this.clientGone(`stream error: ${err.message}`);
+    });
+    this.call.on('drain', () => this.conn?.frontendDrained());
+  }
+
+  private send(p: Packet): boolean {
+    this.metrics.packet('to_client', p.type);
+    return this.call.write(p);
+  }
+
+  private onPacket(p: Packet): void {
+    this.metrics.packet('from_client', p.type);
+    switch (p.type) {
+      case PacketType.DATA: {
+        const conn = this.conn;
+        if (this.state !== 'established' || !conn || p.connectID !== conn.connectID) {
+          this.rejectUnknown(p.connectID, 'DATA');
+          return;
+        }
+        if (this.halfClose && p.error === HALF_CLOSE_MARKER && p.data.length === 0) {
+          conn.endWrite();
+        } else if (p.data.length > 0 && !conn.write(p.data)) {
+          this.call.pause();
+          conn.whenWritable(() => this.call.resume());
+        }
+        return;
+      }
+      case PacketType.DIAL_REQ:
+        this.onDialRequest(p.address, p.protocol, p.random);
+        return;
+      case PacketType.CLOSE_REQ:
+        if (this.state === 'established' && this.conn && p.connectID === this.conn.connectID) {
+          this.conn.requestClose();
+        } else {
+          this.rejectUnknown(p.connectID, 'CLOSE_REQ');
+        }
+        return;
+      case PacketType.DIAL_CLS:
+        if (this.state === 'dialing' && p.random === this.clientRandom) {
+          this.dial?.cancel();
+          this.finish();
+        }
+        return;
+      default:
+        this.metrics.streamError('from_client', 'InvalidArgument', p.type === PacketType.UNKNOWN ? -1 : p.type);
+        this.log.warn({ packetType: packetTypeName(p) }, 'unexpected packet from client; ignored');
+    }
+  }
+
+  private onDialRequest(address: string, protocol: string, random: bigint): void {
+    if (this.state !== 'idle') {
+      this.send(packets.dialResponse(random, 0n, 'this stream already carries a dial: open one stream per dial'));
+      return;
+    }
+    this.clientRandom = random;
+    if (protocol !== 'tcp') {
+      this.refuse(`unsupported protocol "${protocol}" (only tcp)`);
+      return;
+    }
+    const target = checkDialTarget(address);
+    if (!target.ok) {
+      this.refuse(target.reason);
+      return;
+    }
+    this.state = 'dialing';
+    this.dial = this.broker.dial(this, address, protocol);
+  }
+
+  private refuse(reason: string): void {
+    this.log.info({ reason }, 'dial refused');
+    this.send(packets.dialResponse(this.clientRandom, 0n, reason));
+    this.finish();
+  }
+
+  /** A packet that names a connection this stream does not own: answered, never forwarded. */
+  private rejectUnknown(connectID: bigint, what: string): void {
+    this.metrics.streamError('from_client', 'InvalidArgument', PacketType.DATA);
+    this.log.debug({ connectID: connectID.toString(), what }, 'packet for a connection this stream does not own');
+    if (this.state !== 'done') this.send(packets.closeResponse(connectID, 'unknown connectID'));
+  }
+
+  dialSucceeded(conn: TunnelConnection): void {
+    if (this.state !== 'dialing') {
+      conn.close('client left before the dial completed');
+      return;
+    }
+    this.state = 'established';
+    this.conn = conn;
+    this.send(packets.dialResponse(this.clientRandom, conn.connectID));
+  }
+
+  dialFailed(err: TunnelError): void {
+    if (this.state !== 'dialing') return;
+    this.log.info({ code: err.code, error: err.message }, 'dial failed');
+    this.send(packets.dialResponse(this.clientRandom, 0n, err.message));
+    this.finish();
+  }
+
+  deliver(data: Buffer): boolean {
+    const conn = this.conn;
+    if (!conn) return true;
+    return this.send(packets.data(conn.connectID, data));
+  }
+
+  endFromAgent(): void {
+    const conn = this.conn;
+    if (!conn) return;
+    if (this.halfClose) {
+      this.send(packets.data(conn.connectID, packets.empty, HALF_CLOSE_MARKER));
+      return;
+    }
+    // An upstream client cannot be told "no more data": the connection ends, as upstream.
+    conn.close('target closed its write side');
+    this.closedByAgent('');
+  }
+
+  closedByAgent(error: string): void {
+    if (this.state !== 'established' || !this.conn) return;
+    this.send(packets.closeResponse(this.conn.connectID, error));
+    this.finish();
+  }
+
+  private clientGone(reason: string): void {
+    if (this.state === 'dialing') this.dial?.cancel();
+    if (this.state === 'established') this.conn?.close(reason);
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.metrics.grpcConnections.labels('Proxy').dec();
+    if (!this.call.writableEnded) this.call.end();
+  }
+}

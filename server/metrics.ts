@@ -1,0 +1,108 @@
+// konnectivity_network_proxy_server_* metrics, upstream names and labels.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { packetTypeNames } from '../proto/packet.js';
+
+const PREFIX = 'konnectivity_network_proxy_server_';
+// Upstream's buckets (1 µs .. 12.5 s).
+const LATENCY_BUCKETS = [0.000001, 0.00001, 0.0001, 0.005, 0.025, 0.1, 0.5, 2.5, 12.5];
+
+export type DialFailureReason =
+  | 'endpoint'
+  | 'unrecognized_response'
+  | 'send'
+  | 'backend_close'
+  | 'frontend_close'
+  | 'timeout'
+  | 'no_agent';
+
+export type ServerSegment = 'from_client' | 'to_client' | 'from_agent' | 'to_agent';
+
+export class ServerMetrics {
+  readonly dialDuration: Histogram;
+  readonly frontendWriteDuration: Histogram;
+  readonly established: Gauge;
+  readonly pendingDials: Gauge;
+  readonly readyBackends: Gauge;
+  readonly grpcConnections: Gauge<'service_method'>;
+  readonly httpConnections: Gauge;
+  readonly streamPackets: Counter<'segment' | 'packet_type'>;
+  readonly streamErrors: Counter<'segment' | 'code' | 'packet_type'>;
+  readonly dialFailures: Counter<'reason'>;
+  // Children resolved once: the per-packet path must not hash label sets.
+  private readonly packetChildren = new Map<string, Counter.Internal>();
+
+  constructor(readonly registry: Registry) {
+    const registers = [registry];
+    this.dialDuration = new Histogram({
+      name: PREFIX + 'dial_duration_seconds',
+      help: 'Latency of dial to the remote endpoint in seconds',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.frontendWriteDuration = new Histogram({
+      name: PREFIX + 'frontend_write_duration_seconds',
+      help: 'Time a frontend connection stayed unwritable (its client not reading), in seconds',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.established = new Gauge({
+      name: PREFIX + 'established_connections',
+      help: 'Current number of established end-to-end connections',
+      registers,
+    });
+    this.pendingDials = new Gauge({
+      name: PREFIX + 'pending_backend_dials',
+      help: 'Current number of pending backend dial requests',
+      registers,
+    });
+    this.readyBackends = new Gauge({
+      name: PREFIX + 'ready_backend_connections',
+      help: 'Number of konnectivity agent connected to the proxy server',
+      registers,
+    });
+    this.grpcConnections = new Gauge({
+      name: PREFIX + 'grpc_connections',
+      help: 'Number of current grpc connections, partitioned by service method.',
+      labelNames: ['service_method'],
+      registers,
+    });
+    this.httpConnections = new Gauge({
+      name: PREFIX + 'http_connections',
+      help: 'Number of current HTTP CONNECT connections',
+      registers,
+    });
+    this.streamPackets = new Counter({
+      name: PREFIX + 'stream_packets_total',
+      help: 'Count of packets processed, by segment and packet type (example: from_client, DIAL_REQ)',
+      labelNames: ['segment', 'packet_type'],
+      registers,
+    });
+    this.streamErrors = new Counter({
+      name: PREFIX + 'stream_errors_total',
+      help: 'Count of gRPC stream errors, by segment, grpc Code, packet type. (example: from_agent, Code.Unavailable, DIAL_RSP)',
+      labelNames: ['segment', 'code', 'packet_type'],
+      registers,
+    });
+    this.dialFailures = new Counter({
+      name: PREFIX + 'dial_failure_count',
+      help: 'Number of dial failures observed. Multiple failures can occur for a single dial request.',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const v of [0, 1]) this.grpcConnections.labels(v === 0 ? 'Proxy' : 'Connect').set(0);
+  }
+
+  packet(segment: ServerSegment, type: number): void {
+    const key = `${segment}/${type}`;
+    let child = this.packetChildren.get(key);
+    if (!child) {
+      child = this.streamPackets.labels(segment, packetTypeNames[type] ?? 'UNKNOWN');
+      this.packetChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  streamError(segment: ServerSegment, code: string, type: number | undefined): void {
+    this.streamErrors.labels(segment, code, type === undefined ? '' : (packetTypeNames[type] ?? 'UNKNOWN')).inc();
+  }
+}

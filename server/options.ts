@@ -1,0 +1,179 @@
+// proxy-server command line: upstream flag names, meanings and defaults, except the few
+// defaults improved on purpose (marked "ours"), and validation with clear messages.
+import { randomUUID } from 'node:crypto';
+import { parseFlags, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import { klogFlags } from '../common/flags/klog-flags.js';
+import { readPem, type TlsFiles } from '../common/tls.js';
+import type { Logger } from '../common/log.js';
+import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
+
+const later = (issue: string) => `not implemented yet (${issue})`;
+
+export const serverFlags = {
+  ...klogFlags,
+  mode: { kind: 'string', default: 'grpc', help: "frontend protocol: 'grpc' or 'http-connect'" },
+  'uds-name': { kind: 'string', default: '', help: 'serve the frontend on this Unix socket instead of TCP' },
+  'delete-existing-uds-file': {
+    kind: 'bool',
+    default: true,
+    help: 'remove an existing socket file at --uds-name before listening',
+  },
+  'uds-socket-mode': {
+    kind: 'string',
+    default: '0600',
+    help: 'ours: file mode of the --uds-name socket (upstream uses 0770; set 0770 when kube-apiserver runs as another user of the group)',
+  },
+  'server-port': { kind: 'int', default: 8090, help: 'frontend TCP port (0 with --uds-name)' },
+  'server-bind-address': { kind: 'string', default: '', help: 'frontend bind address (empty: all interfaces)' },
+  'server-cert': { kind: 'string', default: '', help: 'frontend TLS certificate (TCP mode)' },
+  'server-key': { kind: 'string', default: '', help: 'frontend TLS key (TCP mode)' },
+  'server-ca-cert': { kind: 'string', default: '', help: 'CA that signs frontend client certificates (required in TCP mode)' },
+  'agent-port': { kind: 'int', default: 8091, help: 'port for agent connections' },
+  'agent-bind-address': { kind: 'string', default: '', help: 'bind address for agent connections (empty: all interfaces)' },
+  'cluster-cert': { kind: 'string', default: '', help: 'agent-port TLS certificate (default: --server-cert)' },
+  'cluster-key': { kind: 'string', default: '', help: 'agent-port TLS key (default: --server-key)' },
+  'cluster-ca-cert': { kind: 'string', default: '', help: 'CA that must sign agent client certificates' },
+  'health-port': { kind: 'int', default: 8092, help: 'port for /healthz and /readyz' },
+  'health-bind-address': { kind: 'string', default: '', help: 'bind address for the health port' },
+  'admin-port': { kind: 'int', default: 8095, help: 'port for /metrics' },
+  'admin-bind-address': { kind: 'string', default: '127.0.0.1', help: 'bind address for the admin port' },
+  'keepalive-time': {
+    kind: 'duration',
+    default: 15_000,
+    help: 'ours: gRPC keepalive ping interval towards agents, so a dead agent is noticed in seconds (upstream 1h)',
+  },
+  'frontend-keepalive-time': {
+    kind: 'duration',
+    default: 15_000,
+    help: 'ours: keepalive interval towards frontend clients (upstream 1h)',
+  },
+  'backend-dial-timeout': {
+    kind: 'duration',
+    default: 10_000,
+    help: 'ours: bound on a pending dial, DIAL_REQ to DIAL_RSP; 0 disables (upstream default 0: a dial may hang)',
+  },
+  'graceful-shutdown-timeout': {
+    kind: 'duration',
+    default: 20_000,
+    help: 'ours: on SIGTERM, how long open connections may finish before exit (upstream 0)',
+  },
+  'server-id': { kind: 'string', default: '', help: 'unique ID of this server (default: $PROXY_SERVER_ID, else a UUID)' },
+  'server-count': { kind: 'int', default: 1, help: 'number of proxy-server instances (HA)' },
+  'proxy-strategies': { kind: 'string', default: 'default', help: 'ordered list of agent choice strategies' },
+  'tls-min-version': { kind: 'string', default: '', help: '', notImplemented: later('security issue; TLS 1.2 is the minimum') },
+  'cipher-suites': { kind: 'stringSlice', default: [], help: '', notImplemented: later('security issue') },
+  'agent-namespace': { kind: 'string', default: '', help: 'agent token authentication: expected namespace' },
+  'agent-service-account': { kind: 'string', default: '', help: 'agent token authentication: expected service account' },
+  'authentication-audience': { kind: 'string', default: '', help: 'agent token authentication: expected audience' },
+  kubeconfig: { kind: 'string', default: '', help: 'kubeconfig for the Kubernetes API (token review, leases)' },
+  'kubeconfig-qps': { kind: 'float', default: 0, help: '', notImplemented: later('no Kubernetes client yet') },
+  'kubeconfig-burst': { kind: 'int', default: 0, help: '', notImplemented: later('no Kubernetes client yet') },
+  'kube-api-content-type': { kind: 'string', default: '', help: '', notImplemented: later('no Kubernetes client yet') },
+  'enable-lease-controller': { kind: 'bool', default: false, help: '', notImplemented: later('HA issue') },
+  'lease-namespace': { kind: 'string', default: 'kube-system', help: '', notImplemented: later('HA issue') },
+  'lease-label': { kind: 'string', default: 'k8s-app=konnectivity-server', help: '', notImplemented: later('HA issue') },
+  'enable-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'use node --cpu-prof' },
+  'enable-contention-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'no lock contention in Node' },
+  'xfr-channel-size': { kind: 'int', default: 10, help: '', notImplemented: 'buffering is bounded by backpressure' },
+  'frontend-write-channel-size': { kind: 'int', default: 10, help: '', notImplemented: 'buffering is bounded by backpressure' },
+  'warn-on-channel-limit': { kind: 'bool', default: true, help: '', notImplemented: 'deprecated upstream' },
+} satisfies FlagTable;
+
+export type ServerFlagValues = FlagValues<typeof serverFlags>;
+
+const STRATEGIES = new Set(['default', 'destHost', 'defaultRoute']);
+
+function checkPort(name: string, port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FlagError(`--${name} ${port} is not a port (0-65535)`);
+}
+
+function pair(certFlag: string, cert: string, keyFlag: string, key: string): void {
+  if (cert && !key) throw new FlagError(`cannot have --${keyFlag} empty when --${certFlag} is set to "${cert}"`);
+  if (key && !cert) throw new FlagError(`cannot have --${certFlag} empty when --${keyFlag} is set to "${key}"`);
+}
+
+/** Flags → validated configuration. Throws FlagError (or a TunnelError for unreadable files). */
+export function serverConfigFromFlags(
+  values: ServerFlagValues,
+  explicit: ReadonlySet<string>,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): ProxyServerConfig {
+  const v = values;
+  if (v.mode !== 'grpc' && v.mode !== 'http-connect') {
+    throw new FlagError(`mode must be set to either 'grpc' or 'http-connect' not "${v.mode}"`);
+  }
+  for (const p of ['server-port', 'agent-port', 'health-port', 'admin-port'] as const) checkPort(p, v[p]);
+  pair('server-cert', v['server-cert'], 'server-key', v['server-key']);
+  pair('cluster-cert', v['cluster-cert'], 'cluster-key', v['cluster-key']);
+  if (v['server-count'] < 1) throw new FlagError(`--server-count must be at least 1, not ${v['server-count']}`);
+  for (const d of ['keepalive-time', 'frontend-keepalive-time', 'backend-dial-timeout', 'graceful-shutdown-timeout'] as const) {
+    if (v[d] < 0) throw new FlagError(`--${d} must be >= 0`);
+  }
+  const strategies = v['proxy-strategies'].split(',').map((s) => s.trim()).filter(Boolean);
+  if (strategies.length === 0) throw new FlagError('--proxy-strategies cannot be empty');
+  for (const s of strategies) {
+    if (!STRATEGIES.has(s)) throw new FlagError(`invalid proxy strategies: unknown strategy "${s}" (want default, destHost, defaultRoute)`);
+    if (s !== 'default') log.warn({ strategy: s }, 'proxy strategy not implemented yet: any ready agent is chosen');
+  }
+  if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
+    // Refusing is safer than running without the authentication the operator asked for.
+    throw new FlagError(
+      'agent token authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented yet; use --cluster-ca-cert to authenticate agents by certificate',
+    );
+  }
+  if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode'])) throw new FlagError(`--uds-socket-mode "${v['uds-socket-mode']}" is not an octal file mode`);
+
+  const frontend: FrontendConfig = { mode: v.mode };
+  if (v['uds-name']) {
+    if (explicit.has('server-port') && v['server-port'] !== 0) {
+      throw new FlagError(`server port should be set to 0 not ${v['server-port']} for UDS`);
+    }
+    if (v['server-cert'] || v['server-key'] || v['server-ca-cert']) {
+      throw new FlagError('server cert, key and CA should not be set for UDS');
+    }
+    frontend.uds = v['uds-name'];
+    frontend.deleteExistingUds = v['delete-existing-uds-file'];
+    frontend.udsMode = Number.parseInt(v['uds-socket-mode'], 8);
+  } else {
+    if (!v['server-ca-cert']) throw new FlagError('server ca cert must be set when in TCP mode (uds-name is empty)');
+    if (!v['server-cert']) throw new FlagError('--server-cert and --server-key must be set when in TCP mode');
+    frontend.host = v['server-bind-address'];
+    frontend.port = v['server-port'];
+    frontend.tls = {
+      cert: readPem('server-cert', v['server-cert']),
+      key: readPem('server-key', v['server-key']),
+      ca: readPem('server-ca-cert', v['server-ca-cert']),
+    };
+  }
+
+  const clusterCert = v['cluster-cert'] || v['server-cert'];
+  const clusterKey = v['cluster-cert'] ? v['cluster-key'] : v['server-key'];
+  if (!clusterCert) {
+    throw new FlagError('the agent port needs TLS: set --cluster-cert and --cluster-key (or --server-cert and --server-key)');
+  }
+  const agentTls: TlsFiles = {
+    cert: readPem(v['cluster-cert'] ? 'cluster-cert' : 'server-cert', clusterCert),
+    key: readPem(v['cluster-cert'] ? 'cluster-key' : 'server-key', clusterKey),
+  };
+  if (v['cluster-ca-cert']) agentTls.ca = readPem('cluster-ca-cert', v['cluster-ca-cert']);
+  else log.warn('--cluster-ca-cert is not set: any agent that reaches the agent port is accepted');
+
+  return {
+    serverID: v['server-id'] || env.PROXY_SERVER_ID || randomUUID(),
+    serverCount: v['server-count'],
+    frontends: [frontend],
+    agent: { host: v['agent-bind-address'], port: v['agent-port'], tls: agentTls },
+    health: { host: v['health-bind-address'], port: v['health-port'] },
+    admin: { host: v['admin-bind-address'], port: v['admin-port'] },
+    keepaliveTimeMs: v['keepalive-time'],
+    frontendKeepaliveTimeMs: v['frontend-keepalive-time'],
+    backendDialTimeoutMs: v['backend-dial-timeout'],
+    gracefulShutdownTimeoutMs: v['graceful-shutdown-timeout'],
+    log,
+  };
+}
+
+export function parseServerArgs(argv: readonly string[]) {
+  return parseFlags(serverFlags, argv);
+}

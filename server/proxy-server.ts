@@ -1,0 +1,262 @@
+// The proxy-server composition root: frontend listeners (gRPC or HTTP CONNECT, on a Unix
+// socket or mTLS TCP), the agent listener, the health and admin endpoints, and their lifecycle.
+import http from 'node:http';
+import https from 'node:https';
+import { resolve as resolvePath } from 'node:path';
+import { chmodSync } from 'node:fs';
+import { Server as GrpcServer, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { agentServiceDefinition, proxyServiceDefinition } from '../proto/services.js';
+import type { Logger } from '../common/log.js';
+import { createRegistry } from '../common/metrics.js';
+import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
+import { listen, prepareUds } from '../common/listen.js';
+import type { TlsFiles } from '../common/tls.js';
+import { ServerMetrics } from './metrics.js';
+import { BackendManager } from './backend/backend-manager.js';
+import { AgentService } from './backend/agent-service.js';
+import { TunnelBroker } from './tunnel/broker.js';
+import { GrpcFrontend } from './frontend/grpc-frontend.js';
+import { HttpConnectFrontend } from './frontend/http-connect-frontend.js';
+
+export interface FrontendConfig {
+  mode: 'grpc' | 'http-connect';
+  /** Unix socket path; otherwise TCP on host:port with TLS. */
+  uds?: string;
+  udsMode?: number;
+  deleteExistingUds?: boolean;
+  host?: string;
+  port?: number;
+  /** TLS for TCP; with `ca`, client certificates are required and verified. */
+  tls?: TlsFiles;
+}
+
+export interface ProxyServerConfig {
+  serverID: string;
+  serverCount: number;
+  frontends: FrontendConfig[];
+  agent: { host: string; port: number; tls: TlsFiles };
+  health?: { host: string; port: number };
+  admin?: { host: string; port: number };
+  keepaliveTimeMs: number;
+  frontendKeepaliveTimeMs: number;
+  backendDialTimeoutMs: number;
+  gracefulShutdownTimeoutMs: number;
+  log: Logger;
+  registry?: Registry;
+}
+
+export interface BoundFrontend {
+  mode: 'grpc' | 'http-connect';
+  uds?: string;
+  port?: number;
+}
+
+export interface ServerAddresses {
+  frontends: BoundFrontend[];
+  agentPort: number;
+  healthPort?: number;
+  adminPort?: number;
+}
+
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+
+export class ProxyServer {
+  readonly metrics: ServerMetrics;
+  readonly backends: BackendManager;
+  readonly broker: TunnelBroker;
+  private readonly log: Logger;
+  private readonly grpcFrontendServer: GrpcServer;
+  private readonly agentServer: GrpcServer;
+  private readonly httpServers: http.Server[] = [];
+  private readonly httpFrontends: HttpConnectFrontend[] = [];
+  private readonly endpoints: HttpEndpoint[] = [];
+  private readonly grpcFrontendPorts: string[] = [];
+  private grpcFrontendUsed = false;
+  private stopped = false;
+
+  constructor(private readonly config: ProxyServerConfig) {
+    this.log = config.log;
+    this.metrics = new ServerMetrics(config.registry ?? createRegistry(true));
+    this.backends = new BackendManager(this.metrics);
+    this.broker = new TunnelBroker(this.backends, this.metrics, this.log.child({ part: 'broker' }), {
+      dialTimeoutMs: config.backendDialTimeoutMs,
+    });
+    const frontendOptions: ChannelOptions = {
+      'grpc.keepalive_time_ms': config.frontendKeepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    };
+    this.grpcFrontendServer = new GrpcServer(frontendOptions);
+    this.grpcFrontendServer.addService(proxyServiceDefinition, {
+      Proxy: new GrpcFrontend(this.broker, this.metrics, this.log.child({ part: 'grpc-frontend' })).handle,
+    });
+    this.agentServer = new GrpcServer({
+      'grpc.keepalive_time_ms': config.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    });
+    this.agentServer.addService(agentServiceDefinition, {
+      Connect: new AgentService(this.broker, this.backends, this.metrics, this.log.child({ part: 'agent-server' }), {
+        serverID: config.serverID,
+        serverCount: config.serverCount,
+      }).handle,
+    });
+  }
+
+  get registry(): Registry {
+    return this.metrics.registry;
+  }
+
+  /** Ready means a dial can be routed now: at least one agent connected. */
+  readiness(): { ok: boolean; reason: string } {
+    return this.backends.size > 0 ? { ok: true, reason: '' } : { ok: false, reason: 'no agent connected' };
+  }
+
+  async start(): Promise<ServerAddresses> {
+    const out: ServerAddresses = { frontends: [], agentPort: 0 };
+    try {
+      for (const fe of this.config.frontends) out.frontends.push(await this.startFrontend(fe));
+      const a = this.config.agent;
+      out.agentPort = await this.bindGrpc(
+        this.agentServer,
+        `${bracket(a.host || '0.0.0.0')}:${a.port}`,
+        ServerCredentials.createSsl(a.tls.ca ?? null, [{ cert_chain: a.tls.cert, private_key: a.tls.key }], !!a.tls.ca),
+      );
+      this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
+      if (this.config.health) {
+        const ep = new HttpEndpoint(healthRoutes(() => this.readiness()));
+        this.endpoints.push(ep);
+        out.healthPort = await ep.listen(this.config.health.port, this.config.health.host);
+        this.log.info({ listener: 'health', port: out.healthPort }, 'listening');
+      }
+      if (this.config.admin) {
+        const ep = new HttpEndpoint(metricsRoute(this.registry));
+        this.endpoints.push(ep);
+        out.adminPort = await ep.listen(this.config.admin.port, this.config.admin.host);
+        this.log.info({ listener: 'admin', port: out.adminPort }, 'listening');
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    return out;
+  }
+
+  private async startFrontend(fe: FrontendConfig): Promise<BoundFrontend> {
+    const where = fe.uds ? { uds: fe.uds } : { host: fe.host ?? '', port: fe.port ?? 0 };
+    if (fe.mode === 'grpc') {
+      this.grpcFrontendUsed = true;
+      let port = 0;
+      if (fe.uds) {
+        const path = resolvePath(fe.uds);
+        prepareUds(path, fe.deleteExistingUds ?? true);
+        await this.bindGrpc(this.grpcFrontendServer, `unix:${path}`, ServerCredentials.createInsecure());
+        if (fe.udsMode !== undefined) chmodSync(path, fe.udsMode);
+      } else {
+        const tls = fe.tls;
+        if (!tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
+        port = await this.bindGrpc(
+          this.grpcFrontendServer,
+          `${bracket(fe.host || '0.0.0.0')}:${fe.port ?? 0}`,
+          ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], !!tls.ca),
+        );
+      }
+      this.log.info({ listener: 'frontend', mode: 'grpc', ...where, port }, 'listening');
+      return fe.uds ? { mode: 'grpc', uds: fe.uds } : { mode: 'grpc', port };
+    }
+    const serverOptions: http.ServerOptions = {
+      maxHeaderSize: 16 * 1024,
+      requireHostHeader: false,
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+    };
+    let server: http.Server;
+    if (fe.uds) {
+      server = http.createServer(serverOptions);
+    } else {
+      const tls = fe.tls;
+      if (!tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
+      server = https.createServer({
+        ...serverOptions,
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+      });
+    }
+    server.on('tlsClientError', (err: Error) => this.log.info({ error: err.message }, 'TLS handshake with client failed'));
+    const frontend = new HttpConnectFrontend(
+      this.broker,
+      this.metrics,
+      this.log.child({ part: 'http-connect-frontend' }),
+      this.config.frontendKeepaliveTimeMs,
+    );
+    frontend.attach(server);
+    this.httpFrontends.push(frontend);
+    this.httpServers.push(server);
+    const bound = await listen(server, {
+      uds: fe.uds,
+      host: fe.host,
+      port: fe.port,
+      deleteExisting: fe.deleteExistingUds ?? true,
+      mode: fe.udsMode,
+    });
+    this.log.info({ listener: 'frontend', mode: 'http-connect', ...where, port: bound.port }, 'listening');
+    return fe.uds ? { mode: 'http-connect', uds: fe.uds } : { mode: 'http-connect', port: bound.port };
+  }
+
+  private bindGrpc(server: GrpcServer, address: string, creds: ServerCredentials): Promise<number> {
+    return new Promise((resolve, reject) => {
+      server.bindAsync(address, creds, (err, port) => {
+        if (err) reject(new Error(`cannot listen on ${address}: ${err.message}`));
+        else {
+          if (server === this.grpcFrontendServer) {
+            this.grpcFrontendPorts.push(address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`));
+          }
+          resolve(port);
+        }
+      });
+    });
+  }
+
+  /**
+   * SIGTERM: stop accepting new frontend connections, let open ones finish for up to the
+   * graceful timeout, then close everything.
+   */
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    const timeout = this.config.gracefulShutdownTimeoutMs;
+    this.log.info(
+      { timeoutMs: timeout, open: this.broker.establishedCount, pending: this.broker.pendingCount },
+      'shutting down: no new connections',
+    );
+    for (const port of this.grpcFrontendPorts) this.grpcFrontendServer.unbind(port);
+    for (const s of this.httpServers) s.close();
+    if (timeout > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeout);
+      });
+      const idle = await Promise.race([this.broker.whenIdle().then(() => true), expired]);
+      clearTimeout(timer);
+      this.log.info({ drained: idle, open: this.broker.establishedCount }, 'graceful period over');
+    }
+    await this.stop();
+  }
+
+  /** Closes every listener and connection at once. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.grpcFrontendUsed) this.grpcFrontendServer.forceShutdown();
+    this.agentServer.forceShutdown();
+    for (const s of this.httpServers) {
+      s.close();
+      s.closeAllConnections();
+    }
+    for (const f of this.httpFrontends) f.destroyAll();
+    await Promise.all(this.endpoints.map((e) => e.close()));
+  }
+}
+
+function bracket(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}

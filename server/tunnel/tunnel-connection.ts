@@ -1,0 +1,130 @@
+// One established end-to-end connection: frontend ⇄ broker ⇄ agent stream, identified on the
+// agent stream by the connectID the agent assigned. Owns backpressure between the two sides
+// and the close handshake.
+import { packets } from '../../proto/packet.js';
+import { Extension, HALF_CLOSE_MARKER } from '../../proto/metadata.js';
+import type { Backend } from '../backend/backend.js';
+import type { FrontendSink } from './frontend-sink.js';
+
+/** How long a frontend's CLOSE_REQ waits for the agent's CLOSE_RSP before we answer it ourselves. */
+const CLOSE_RSP_WAIT_MS = 5000;
+
+export interface ConnectionOwner {
+  forget(conn: TunnelConnection, reason: string): void;
+  observeFrontendStall(seconds: number): void;
+}
+
+export class TunnelConnection {
+  bytesToAgent = 0;
+  bytesFromAgent = 0;
+  private state: 'open' | 'closing' | 'closed' = 'open';
+  private frontendEnded = false;
+  private blockingAgent = false;
+  private stalledSince = 0;
+  private closeTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly owner: ConnectionOwner,
+    readonly backend: Backend,
+    readonly connectID: bigint,
+    readonly frontend: FrontendSink,
+    readonly address: string,
+    readonly dialedAt: number,
+  ) {}
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  private isOpenOrClosing(): boolean {
+    return this.state !== 'closed';
+  }
+
+  get halfCloseSupported(): boolean {
+    return this.backend.supports(Extension.halfClose);
+  }
+
+  // ---- frontend → agent ----
+
+  /** Sends client bytes to the agent; false when the agent stream is congested (see whenWritable). */
+  write(data: Buffer): boolean {
+    if (this.state !== 'open' || this.frontendEnded) return true;
+    this.bytesToAgent += data.length;
+    return this.backend.send(packets.data(this.connectID, data));
+  }
+
+  whenWritable(fn: () => void): void {
+    this.backend.whenWritable(fn);
+  }
+
+  /** The client finished sending. Half-close where the agent supports it, else close (upstream). */
+  endWrite(): void {
+    if (this.state !== 'open' || this.frontendEnded) return;
+    if (!this.halfCloseSupported) {
+      this.close('client closed its write side');
+      return;
+    }
+    this.frontendEnded = true;
+    this.backend.send(packets.data(this.connectID, packets.empty, HALF_CLOSE_MARKER));
+  }
+
+  /** The frontend is gone: tell the agent and forget the connection now. */
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'open') this.backend.send(packets.closeRequest(this.connectID));
+    this.finish(reason);
+  }
+
+  /** A gRPC client's CLOSE_REQ: tell the agent and wait (bounded) for its CLOSE_RSP. */
+  requestClose(): void {
+    if (this.state !== 'open') return;
+    this.state = 'closing';
+    this.backend.send(packets.closeRequest(this.connectID));
+    this.closeTimer = setTimeout(() => this.onAgentClose(''), CLOSE_RSP_WAIT_MS);
+    this.closeTimer.unref();
+  }
+
+  /** The frontend can take data again after deliver() returned false. */
+  frontendDrained(): void {
+    if (!this.blockingAgent) return;
+    this.blockingAgent = false;
+    this.owner.observeFrontendStall((performance.now() - this.stalledSince) / 1000);
+    this.backend.resumeReads();
+  }
+
+  // ---- agent → frontend (called by the broker) ----
+
+  onAgentData(data: Buffer): void {
+    if (this.state === 'closed') return;
+    this.bytesFromAgent += data.length;
+    // deliver() may close the connection re-entrantly: read the state again after it.
+    if (!this.frontend.deliver(data) && !this.blockingAgent && this.isOpenOrClosing()) {
+      // Upstream protocol: one stream for all of this agent's connections, so a client
+      // that does not read holds the stream until it drains.
+      this.blockingAgent = true;
+      this.stalledSince = performance.now();
+      this.backend.pauseReads();
+    }
+  }
+
+  onAgentEnd(): void {
+    if (this.state === 'closed') return;
+    this.frontend.endFromAgent();
+  }
+
+  onAgentClose(error: string): void {
+    if (this.state === 'closed') return;
+    this.finish(error || 'closed by agent');
+    this.frontend.closedByAgent(error);
+  }
+
+  private finish(reason: string): void {
+    this.state = 'closed';
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    if (this.blockingAgent) {
+      this.blockingAgent = false;
+      this.backend.resumeReads();
+    }
+    this.owner.forget(this, reason);
+  }
+}
