@@ -2,6 +2,7 @@
 // and SIGINT into a graceful stop. Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage.
 import { FlagError, usage, type FlagTable, type ParseResult } from './flags/flag-set.js';
 import { createLogger, errorText, type Logger } from './log.js';
+import { hideKnownWarnings } from './process-warnings.js';
 
 export interface Runnable {
   shutdown(): Promise<void>;
@@ -13,6 +14,7 @@ export async function runMain<T extends FlagTable>(
   parse: (argv: readonly string[]) => ParseResult<T>,
   start: (parsed: ParseResult<T>, log: Logger) => Promise<Runnable>,
 ): Promise<void> {
+  hideKnownWarnings();
   let parsed: ParseResult<T>;
   try {
     parsed = parse(process.argv.slice(2));
