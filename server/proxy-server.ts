@@ -177,6 +177,9 @@ export class ProxyServer {
       if (!tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
       server = https.createServer({
         ...serverOptions,
+        // http.Server sets this itself, https.Server does not: without it a client's FIN
+        // ends our direction too and a half-closed tunnel loses the target's answer.
+        allowHalfOpen: true,
         cert: tls.cert,
         key: tls.key,
         ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),

@@ -1,0 +1,143 @@
+// Real proxy-server and proxy-agent child processes (bin/*), bound to port 0; the ports are
+// read back from their JSON start-up logs. Every child is killed when the test process ends.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { waitFor } from './wait.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+export class Proc {
+  readonly lines: LogLine[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly child: ChildProcess) {
+    live.add(child);
+    if (child.stdout) {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        try {
+          this.lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.lines.push({ msg: line });
+        }
+      });
+    }
+    child.stderr?.on('data', (d: Buffer) => this.stderr.push(d.toString()));
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code) => {
+        live.delete(child);
+        resolve(code);
+      });
+    });
+  }
+
+  find(msg: string): LogLine | undefined {
+    return this.lines.find((l) => l.msg === msg);
+  }
+
+  waitLog(msg: string, timeoutMs = 20_000): Promise<LogLine> {
+    return waitFor(`log "${msg}"`, () => this.find(msg) ?? (this.child.exitCode !== null ? fail(this) : undefined), timeoutMs);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+
+  output(): string {
+    return this.lines.map((l) => JSON.stringify(l)).join('\n') + this.stderr.join('');
+  }
+}
+
+function fail(p: Proc): never {
+  throw new Error(`process exited (${String(p.child.exitCode)}):\n${p.output()}`);
+}
+
+export function spawnBin(bin: 'proxy-server' | 'proxy-agent', args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', `${bin}.js`), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Proc(child);
+}
+
+export interface ServerInfo {
+  proc: Proc;
+  agentPort: number;
+  healthPort: number;
+  adminPort: number;
+  frontendPort: number;
+}
+
+export async function startServer(args: string[]): Promise<ServerInfo> {
+  const proc = spawnBin('proxy-server', [
+    '--agent-port=0',
+    '--health-port=0',
+    '--admin-port=0',
+    '--health-bind-address=127.0.0.1',
+    '--agent-bind-address=127.0.0.1',
+    ...args,
+  ]);
+  const started = await proc.waitLog('proxy-server started');
+  const frontends = started.frontends as { port?: number }[];
+  return {
+    proc,
+    agentPort: started.agentPort as number,
+    healthPort: started.healthPort as number,
+    adminPort: started.adminPort as number,
+    frontendPort: frontends[0]?.port ?? 0,
+  };
+}
+
+export function agentArgs(
+  files: { ca: string; agentCert: string; agentKey: string },
+  agentPort: number,
+  extra: string[] = [],
+): string[] {
+  return [
+    '--proxy-server-host=127.0.0.1',
+    `--proxy-server-port=${agentPort}`,
+    `--ca-cert=${files.ca}`,
+    `--agent-cert=${files.agentCert}`,
+    `--agent-key=${files.agentKey}`,
+    '--health-server-host=127.0.0.1',
+    '--health-server-port=0',
+    '--admin-server-port=0',
+    '--sync-interval=100ms',
+    '--sync-interval-cap=1s',
+    ...extra,
+  ];
+}
+
+export async function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
+
+/** Reads one metric value (no labels, or the exact label set given) from a /metrics endpoint. */
+export async function metric(port: number, name: string): Promise<number> {
+  const { body } = await httpGet(port, '/metrics');
+  for (const line of body.split('\n')) {
+    if (line.startsWith(name + ' ') || line.startsWith(name + '{')) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  throw new Error(`metric ${name} not found`);
+}
+
+export function waitReady(server: ServerInfo, timeoutMs = 20_000): Promise<true> {
+  return waitFor('server ready (an agent connected)', async () => (await httpGet(server.healthPort, '/readyz')).status === 200 || undefined, timeoutMs);
+}
