@@ -44,6 +44,20 @@ function endWith(socket: Duplex, text?: string): void {
   setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
+/** RST where the transport has one (TCP); Unix sockets have none and throw: there, a close. */
+function resetOrDestroy(socket: Duplex): void {
+  const s = socket as Duplex & { resetAndDestroy?: () => void };
+  try {
+    if (typeof s.resetAndDestroy === 'function') {
+      s.resetAndDestroy();
+      return;
+    }
+  } catch {
+    // ERR_INVALID_HANDLE_TYPE on a Unix socket
+  }
+  socket.destroy();
+}
+
 let nextTunnelSeq = 1;
 
 export class HttpConnectFrontend {
@@ -199,8 +213,14 @@ class HttpTunnel implements FrontendSink {
   closedByAgent(error: string): void {
     if (this.state !== 'established') return;
     this.state = 'done';
-    if (error) this.log.debug({ error }, 'closed by agent');
-    endWith(this.socket);
+    if (error) {
+      // Broken, not finished (agent lost, target reset): a reset, so that the client cannot
+      // take a truncated stream for a complete one.
+      this.log.debug({ error }, 'closed by agent with an error');
+      resetOrDestroy(this.socket);
+    } else {
+      endWith(this.socket);
+    }
     this.metrics.httpConnections.dec();
   }
 
