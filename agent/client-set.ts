@@ -67,7 +67,7 @@ export class ClientSet {
     try {
       const identity = await client.connect();
       this.connecting = false;
-      if (this.stopped) {
+      if (this.isStopped()) {
         client.shutdown('agent stopping');
         return;
       }
@@ -90,16 +90,25 @@ export class ClientSet {
       client.onClose((reason) => {
         if (this.clients.get(identity.serverID) === client) this.clients.delete(identity.serverID);
         config.metrics.serverConnections.set(this.clients.size);
-        if (!this.stopped) config.log.warn({ serverID: identity.serverID, reason }, 'lost connection to proxy-server');
+        if (!this.stopped)
+          config.log.warn({ serverID: identity.serverID, reason }, 'lost connection to proxy-server');
         this.schedule(this.backoff.next());
       });
       this.schedule(config.syncIntervalMs);
     } catch (err) {
       this.connecting = false;
       const delay = this.backoff.next();
-      config.log.warn({ address: config.address, error: errorText(err), retryInMs: delay }, 'cannot connect to proxy-server');
+      config.log.warn(
+        { address: config.address, error: errorText(err), retryInMs: delay },
+        'cannot connect to proxy-server',
+      );
       this.schedule(delay);
     }
+  }
+
+  /** Read through a method: `stopped` can change while connect() is awaited. */
+  private isStopped(): boolean {
+    return this.stopped;
   }
 
   stop(): void {

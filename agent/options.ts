@@ -11,43 +11,107 @@ const IDENTIFIER_TYPES = new Set(['host', 'ipv4', 'ipv6', 'cidr', 'default-route
 
 export const agentFlags = {
   ...klogFlags,
-  'proxy-server-host': { kind: 'string', default: '127.0.0.1', help: 'host name of the proxy-server agent port' },
+  'proxy-server-host': {
+    kind: 'string',
+    default: '127.0.0.1',
+    help: 'host name of the proxy-server agent port',
+  },
   'proxy-server-port': { kind: 'int', default: 8091, help: 'port of the proxy-server agent port' },
   'ca-cert': { kind: 'string', default: '', help: 'CA for the server certificate (default: system roots)' },
   'agent-cert': { kind: 'string', default: '', help: 'client certificate presented to the server' },
   'agent-key': { kind: 'string', default: '', help: 'key of --agent-cert' },
-  'agent-id': { kind: 'string', default: '', help: 'unique ID of this agent (default: $PROXY_AGENT_ID, else a UUID)' },
+  'agent-id': {
+    kind: 'string',
+    default: '',
+    help: 'unique ID of this agent (default: $PROXY_AGENT_ID, else a UUID)',
+  },
   'agent-identifiers': {
     kind: 'string',
     default: '',
     help: 'URL-query encoded identifiers used by the server to route dials, e.g. host=node1&ipv4=10.0.0.5&cidr=10.0.0.0/24&default-route=true',
   },
-  'health-server-host': { kind: 'string', default: '', help: 'bind address of the health port (empty: all interfaces)' },
+  'health-server-host': {
+    kind: 'string',
+    default: '',
+    help: 'bind address of the health port (empty: all interfaces)',
+  },
   'health-server-port': { kind: 'int', default: 8093, help: 'port for /healthz, /readyz and /metrics' },
   'admin-server-port': { kind: 'int', default: 8094, help: 'port for /metrics' },
   'admin-bind-address': { kind: 'string', default: '127.0.0.1', help: 'bind address of the admin port' },
   'sync-interval': { kind: 'duration', default: 1000, help: 'initial interval between connection attempts' },
-  'sync-interval-cap': { kind: 'duration', default: 10_000, help: 'maximum interval between connection attempts' },
-  'probe-interval': { kind: 'duration', default: 1000, help: 'interval of readiness probes of the server streams' },
-  'sync-forever': { kind: 'bool', default: false, help: 'keep syncing after connecting to every server (always on here)' },
+  'sync-interval-cap': {
+    kind: 'duration',
+    default: 10_000,
+    help: 'maximum interval between connection attempts',
+  },
+  'probe-interval': {
+    kind: 'duration',
+    default: 1000,
+    help: 'interval of readiness probes of the server streams',
+  },
+  'sync-forever': {
+    kind: 'bool',
+    default: false,
+    help: 'keep syncing after connecting to every server (always on here)',
+  },
   'keepalive-time': {
     kind: 'duration',
     default: 3_600_000,
     help: 'gRPC keepalive ping interval towards the server (upstream default; an upstream server refuses frequent pings)',
   },
-  'service-account-token-path': { kind: 'string', default: '', help: '', notImplemented: later('security issue') },
-  'alpn-proto': { kind: 'stringSlice', default: [], help: '', notImplemented: 'grpc-js does not expose ALPN' },
+  'service-account-token-path': {
+    kind: 'string',
+    default: '',
+    help: '',
+    notImplemented: later('security issue'),
+  },
+  'alpn-proto': {
+    kind: 'stringSlice',
+    default: [],
+    help: '',
+    notImplemented: 'grpc-js does not expose ALPN',
+  },
   'count-server-leases': { kind: 'bool', default: false, help: '', notImplemented: later('HA issue') },
   'lease-namespace': { kind: 'string', default: 'kube-system', help: '', notImplemented: later('HA issue') },
-  'lease-label-selector': { kind: 'string', default: 'k8s-app=konnectivity-server', help: '', notImplemented: later('HA issue') },
+  'lease-label-selector': {
+    kind: 'string',
+    default: 'k8s-app=konnectivity-server',
+    help: '',
+    notImplemented: later('HA issue'),
+  },
   kubeconfig: { kind: 'string', default: '', help: '', notImplemented: later('HA issue') },
   'enable-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'use node --cpu-prof' },
-  'enable-contention-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'no lock contention in Node' },
-  'xfr-channel-size': { kind: 'int', default: 150, help: '', notImplemented: 'buffering is bounded by backpressure' },
-  'apiserver-port-mapping': { kind: 'string', default: '', help: '', notImplemented: 'node-to-control-plane traffic is not supported' },
-  'bind-address': { kind: 'string', default: '', help: '', notImplemented: 'node-to-control-plane traffic is not supported' },
+  'enable-contention-profiling': {
+    kind: 'bool',
+    default: false,
+    help: '',
+    notImplemented: 'no lock contention in Node',
+  },
+  'xfr-channel-size': {
+    kind: 'int',
+    default: 150,
+    help: '',
+    notImplemented: 'buffering is bounded by backpressure',
+  },
+  'apiserver-port-mapping': {
+    kind: 'string',
+    default: '',
+    help: '',
+    notImplemented: 'node-to-control-plane traffic is not supported',
+  },
+  'bind-address': {
+    kind: 'string',
+    default: '',
+    help: '',
+    notImplemented: 'node-to-control-plane traffic is not supported',
+  },
   'feature-gates': { kind: 'string', default: '', help: '', notImplemented: 'no feature gates' },
-  'enable-push-service-account-token': { kind: 'bool', default: false, help: '', notImplemented: 'removed upstream' },
+  'enable-push-service-account-token': {
+    kind: 'bool',
+    default: false,
+    help: '',
+    notImplemented: 'removed upstream',
+  },
 } satisfies FlagTable;
 
 export type AgentFlagValues = FlagValues<typeof agentFlags>;
@@ -65,17 +129,26 @@ export function checkAgentIdentifiers(text: string, log: Logger): void {
   }
 }
 
-export function agentConfigFromFlags(values: AgentFlagValues, log: Logger, env: NodeJS.ProcessEnv = process.env): ProxyAgentConfig {
+export function agentConfigFromFlags(
+  values: AgentFlagValues,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): ProxyAgentConfig {
   const v = values;
   for (const p of ['proxy-server-port', 'health-server-port', 'admin-server-port'] as const) {
-    if (!Number.isInteger(v[p]) || v[p] < 0 || v[p] > 65535) throw new FlagError(`--${p} ${v[p]} is not a port`);
+    if (!Number.isInteger(v[p]) || v[p] < 0 || v[p] > 65535)
+      throw new FlagError(`--${p} ${v[p]} is not a port`);
   }
   if (v['proxy-server-port'] === 0) throw new FlagError('proxy server port 0 must be greater than 0');
-  if (v['agent-cert'] && !v['agent-key']) throw new FlagError('cannot have --agent-key empty when --agent-cert is set');
-  if (v['agent-key'] && !v['agent-cert']) throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
+  if (v['agent-cert'] && !v['agent-key'])
+    throw new FlagError('cannot have --agent-key empty when --agent-cert is set');
+  if (v['agent-key'] && !v['agent-cert'])
+    throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
   if (v['sync-interval'] <= 0) throw new FlagError('--sync-interval must be > 0');
   if (v['sync-interval'] > v['sync-interval-cap']) {
-    throw new FlagError(`sync interval ${v['sync-interval']}ms must be less than sync interval cap ${v['sync-interval-cap']}ms`);
+    throw new FlagError(
+      `sync interval ${v['sync-interval']}ms must be less than sync interval cap ${v['sync-interval-cap']}ms`,
+    );
   }
   checkAgentIdentifiers(v['agent-identifiers'], log);
   const config: ProxyAgentConfig = {

@@ -73,7 +73,10 @@ export class ProxyAgent {
     try {
       if (this.config.health) {
         // Upstream serves /metrics on the agent's health port; existing scrape configs expect it there.
-        const ep = new HttpEndpoint({ ...healthRoutes(() => this.readiness()), ...metricsRoute(this.registry) });
+        const ep = new HttpEndpoint({
+          ...healthRoutes(() => this.readiness()),
+          ...metricsRoute(this.registry),
+        });
         this.endpoints.push(ep);
         out.healthPort = await ep.listen(this.config.health.port, this.config.health.host);
       }

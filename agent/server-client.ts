@@ -64,7 +64,12 @@ export class ServerClient implements StreamSender {
     md.set(MetadataKey.agentID, config.agentID);
     md.set(MetadataKey.agentIdentifiers, config.agentIdentifiers);
     md.set(MetadataKey.extensions, OFFERED.join(','));
-    const stream = client.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
+    const stream = client.makeBidiStreamRequest<Packet, Packet>(
+      CONNECT_METHOD,
+      encodePacket,
+      decodePacket,
+      md,
+    );
     this.stream = stream;
     return new Promise<ServerIdentity>((resolve, reject) => {
       let settled = false;
@@ -84,7 +89,9 @@ export class ServerClient implements StreamSender {
         clearTimeout(timer);
         this.serverID = headers.get(MetadataKey.serverID)[0]?.toString() ?? '';
         const count = Number.parseInt(headers.get(MetadataKey.serverCount)[0]?.toString() ?? '1', 10);
-        this.halfClose = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString()).has(Extension.halfClose);
+        this.halfClose = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString()).has(
+          Extension.halfClose,
+        );
         this.log = this.log.child({ serverID: this.serverID });
         resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
       });
@@ -189,7 +196,8 @@ export class ServerClient implements StreamSender {
     const { metrics } = this.config;
     const target = splitHostPort(address);
     if (protocol !== 'tcp' || !target) {
-      const error = protocol !== 'tcp' ? `unsupported protocol "${protocol}"` : `invalid address "${address}"`;
+      const error =
+        protocol !== 'tcp' ? `unsupported protocol "${protocol}"` : `invalid address "${address}"`;
       metrics.dialFailures.labels('unknown').inc();
       this.send(packets.dialResponse(random, 0n, error));
       return;

@@ -29,7 +29,9 @@ export class HttpEndpoint {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       const route = this.routes[path];
       if (!route || (req.method !== 'GET' && req.method !== 'HEAD')) {
-        res.writeHead(route ? 405 : 404, { 'content-type': 'text/plain' }).end(route ? 'method not allowed' : 'not found');
+        res
+          .writeHead(route ? 405 : 404, { 'content-type': 'text/plain' })
+          .end(route ? 'method not allowed' : 'not found');
         return;
       }
       route(req).then(

@@ -26,13 +26,20 @@ export function prepareUds(path: string, deleteExisting: boolean): void {
     return;
   }
   if (!deleteExisting) {
-    throw new TunnelError(ErrorCode.CONFIG, `${path} already exists (pass --delete-existing-uds-file to replace it)`);
+    throw new TunnelError(
+      ErrorCode.CONFIG,
+      `${path} already exists (pass --delete-existing-uds-file to replace it)`,
+    );
   }
-  if (!st.isSocket()) throw new TunnelError(ErrorCode.CONFIG, `${path} exists and is not a socket; not removing it`);
+  if (!st.isSocket())
+    throw new TunnelError(ErrorCode.CONFIG, `${path} exists and is not a socket; not removing it`);
   unlinkSync(path);
 }
 
-export async function listen(server: Server, target: ListenTarget): Promise<{ port: number; address: string }> {
+export async function listen(
+  server: Server,
+  target: ListenTarget,
+): Promise<{ port: number; address: string }> {
   if (target.uds) prepareUds(target.uds, target.deleteExisting ?? true);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -36,6 +36,6 @@ export function loadGenericCodec(): GenericCodec {
   if (!method) throw new Error('ProxyService.Proxy missing from client.proto');
   return {
     encode: (packet) => method.requestSerialize(packet),
-    decode: (bytes) => method.requestDeserialize(bytes) as GenericPacket,
+    decode: (bytes): GenericPacket => method.requestDeserialize(bytes),
   };
 }

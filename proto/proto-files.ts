@@ -11,7 +11,8 @@ export function protoDir(): string {
       return join(dir, 'proto');
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find proto/client.proto above ' + fileURLToPath(import.meta.url));
+    if (parent === dir)
+      throw new Error('cannot find proto/client.proto above ' + fileURLToPath(import.meta.url));
     dir = parent;
   }
 }

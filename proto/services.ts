@@ -25,4 +25,3 @@ export const proxyServiceDefinition: ServiceDefinition<{ Proxy: unknown }> = {
 export const agentServiceDefinition: ServiceDefinition<{ Connect: unknown }> = {
   Connect: bidi(CONNECT_METHOD, 'connect'),
 };
-

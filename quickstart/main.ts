@@ -24,7 +24,9 @@ const udsPath = resolve(RUN_DIR, 'konnectivity-server.socket');
 // Something on the "node side" to reach: in a cluster this is a kubelet, a pod or a service.
 const target = http.createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'text/plain' });
-  res.end(`hello from the node network, reached through konnectivity-ts (${req.method ?? ''} ${req.url ?? ''})\n`);
+  res.end(
+    `hello from the node network, reached through konnectivity-ts (${req.method ?? ''} ${req.url ?? ''})\n`,
+  );
 });
 await new Promise<void>((done) => target.listen(0, '127.0.0.1', done));
 const targetPort = (target.address() as AddressInfo).port;

@@ -31,7 +31,11 @@ export async function createCa(name: string): Promise<KeyPair> {
   return { cert: r.cert, key: r.private };
 }
 
-export async function issue(ca: KeyPair, commonName: string, usage: 'server' | 'client' | 'both'): Promise<KeyPair> {
+export async function issue(
+  ca: KeyPair,
+  commonName: string,
+  usage: 'server' | 'client' | 'both',
+): Promise<KeyPair> {
   const r = await generate([{ name: 'commonName', value: commonName }], {
     keyType: 'ec',
     algorithm: 'sha256',

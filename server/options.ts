@@ -24,13 +24,29 @@ export const serverFlags = {
     help: 'ours: file mode of the --uds-name socket (upstream uses 0770; set 0770 when kube-apiserver runs as another user of the group)',
   },
   'server-port': { kind: 'int', default: 8090, help: 'frontend TCP port (0 with --uds-name)' },
-  'server-bind-address': { kind: 'string', default: '', help: 'frontend bind address (empty: all interfaces)' },
+  'server-bind-address': {
+    kind: 'string',
+    default: '',
+    help: 'frontend bind address (empty: all interfaces)',
+  },
   'server-cert': { kind: 'string', default: '', help: 'frontend TLS certificate (TCP mode)' },
   'server-key': { kind: 'string', default: '', help: 'frontend TLS key (TCP mode)' },
-  'server-ca-cert': { kind: 'string', default: '', help: 'CA that signs frontend client certificates (required in TCP mode)' },
+  'server-ca-cert': {
+    kind: 'string',
+    default: '',
+    help: 'CA that signs frontend client certificates (required in TCP mode)',
+  },
   'agent-port': { kind: 'int', default: 8091, help: 'port for agent connections' },
-  'agent-bind-address': { kind: 'string', default: '', help: 'bind address for agent connections (empty: all interfaces)' },
-  'cluster-cert': { kind: 'string', default: '', help: 'agent-port TLS certificate (default: --server-cert)' },
+  'agent-bind-address': {
+    kind: 'string',
+    default: '',
+    help: 'bind address for agent connections (empty: all interfaces)',
+  },
+  'cluster-cert': {
+    kind: 'string',
+    default: '',
+    help: 'agent-port TLS certificate (default: --server-cert)',
+  },
   'cluster-key': { kind: 'string', default: '', help: 'agent-port TLS key (default: --server-key)' },
   'cluster-ca-cert': { kind: 'string', default: '', help: 'CA that must sign agent client certificates' },
   'health-port': { kind: 'int', default: 8092, help: 'port for /healthz and /readyz' },
@@ -57,25 +73,81 @@ export const serverFlags = {
     default: 20_000,
     help: 'ours: on SIGTERM, how long open connections may finish before exit (upstream 0)',
   },
-  'server-id': { kind: 'string', default: '', help: 'unique ID of this server (default: $PROXY_SERVER_ID, else a UUID)' },
+  'server-id': {
+    kind: 'string',
+    default: '',
+    help: 'unique ID of this server (default: $PROXY_SERVER_ID, else a UUID)',
+  },
   'server-count': { kind: 'int', default: 1, help: 'number of proxy-server instances (HA)' },
   'proxy-strategies': { kind: 'string', default: 'default', help: 'ordered list of agent choice strategies' },
-  'tls-min-version': { kind: 'string', default: '', help: '', notImplemented: later('security issue; TLS 1.2 is the minimum') },
+  'tls-min-version': {
+    kind: 'string',
+    default: '',
+    help: '',
+    notImplemented: later('security issue; TLS 1.2 is the minimum'),
+  },
   'cipher-suites': { kind: 'stringSlice', default: [], help: '', notImplemented: later('security issue') },
   'agent-namespace': { kind: 'string', default: '', help: 'agent token authentication: expected namespace' },
-  'agent-service-account': { kind: 'string', default: '', help: 'agent token authentication: expected service account' },
-  'authentication-audience': { kind: 'string', default: '', help: 'agent token authentication: expected audience' },
-  kubeconfig: { kind: 'string', default: '', help: 'kubeconfig for the Kubernetes API (token review, leases)' },
-  'kubeconfig-qps': { kind: 'float', default: 0, help: '', notImplemented: later('no Kubernetes client yet') },
-  'kubeconfig-burst': { kind: 'int', default: 0, help: '', notImplemented: later('no Kubernetes client yet') },
-  'kube-api-content-type': { kind: 'string', default: '', help: '', notImplemented: later('no Kubernetes client yet') },
+  'agent-service-account': {
+    kind: 'string',
+    default: '',
+    help: 'agent token authentication: expected service account',
+  },
+  'authentication-audience': {
+    kind: 'string',
+    default: '',
+    help: 'agent token authentication: expected audience',
+  },
+  kubeconfig: {
+    kind: 'string',
+    default: '',
+    help: 'kubeconfig for the Kubernetes API (token review, leases)',
+  },
+  'kubeconfig-qps': {
+    kind: 'float',
+    default: 0,
+    help: '',
+    notImplemented: later('no Kubernetes client yet'),
+  },
+  'kubeconfig-burst': {
+    kind: 'int',
+    default: 0,
+    help: '',
+    notImplemented: later('no Kubernetes client yet'),
+  },
+  'kube-api-content-type': {
+    kind: 'string',
+    default: '',
+    help: '',
+    notImplemented: later('no Kubernetes client yet'),
+  },
   'enable-lease-controller': { kind: 'bool', default: false, help: '', notImplemented: later('HA issue') },
   'lease-namespace': { kind: 'string', default: 'kube-system', help: '', notImplemented: later('HA issue') },
-  'lease-label': { kind: 'string', default: 'k8s-app=konnectivity-server', help: '', notImplemented: later('HA issue') },
+  'lease-label': {
+    kind: 'string',
+    default: 'k8s-app=konnectivity-server',
+    help: '',
+    notImplemented: later('HA issue'),
+  },
   'enable-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'use node --cpu-prof' },
-  'enable-contention-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'no lock contention in Node' },
-  'xfr-channel-size': { kind: 'int', default: 10, help: '', notImplemented: 'buffering is bounded by backpressure' },
-  'frontend-write-channel-size': { kind: 'int', default: 10, help: '', notImplemented: 'buffering is bounded by backpressure' },
+  'enable-contention-profiling': {
+    kind: 'bool',
+    default: false,
+    help: '',
+    notImplemented: 'no lock contention in Node',
+  },
+  'xfr-channel-size': {
+    kind: 'int',
+    default: 10,
+    help: '',
+    notImplemented: 'buffering is bounded by backpressure',
+  },
+  'frontend-write-channel-size': {
+    kind: 'int',
+    default: 10,
+    help: '',
+    notImplemented: 'buffering is bounded by backpressure',
+  },
   'warn-on-channel-limit': { kind: 'bool', default: true, help: '', notImplemented: 'deprecated upstream' },
 } satisfies FlagTable;
 
@@ -84,12 +156,15 @@ export type ServerFlagValues = FlagValues<typeof serverFlags>;
 const STRATEGIES = new Set(['default', 'destHost', 'defaultRoute']);
 
 function checkPort(name: string, port: number): void {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new FlagError(`--${name} ${port} is not a port (0-65535)`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new FlagError(`--${name} ${port} is not a port (0-65535)`);
 }
 
 function pair(certFlag: string, cert: string, keyFlag: string, key: string): void {
-  if (cert && !key) throw new FlagError(`cannot have --${keyFlag} empty when --${certFlag} is set to "${cert}"`);
-  if (key && !cert) throw new FlagError(`cannot have --${certFlag} empty when --${keyFlag} is set to "${key}"`);
+  if (cert && !key)
+    throw new FlagError(`cannot have --${keyFlag} empty when --${certFlag} is set to "${cert}"`);
+  if (key && !cert)
+    throw new FlagError(`cannot have --${certFlag} empty when --${keyFlag} is set to "${key}"`);
 }
 
 /** Flags → validated configuration. Throws FlagError (or a TunnelError for unreadable files). */
@@ -106,15 +181,28 @@ export function serverConfigFromFlags(
   for (const p of ['server-port', 'agent-port', 'health-port', 'admin-port'] as const) checkPort(p, v[p]);
   pair('server-cert', v['server-cert'], 'server-key', v['server-key']);
   pair('cluster-cert', v['cluster-cert'], 'cluster-key', v['cluster-key']);
-  if (v['server-count'] < 1) throw new FlagError(`--server-count must be at least 1, not ${v['server-count']}`);
-  for (const d of ['keepalive-time', 'frontend-keepalive-time', 'backend-dial-timeout', 'graceful-shutdown-timeout'] as const) {
+  if (v['server-count'] < 1)
+    throw new FlagError(`--server-count must be at least 1, not ${v['server-count']}`);
+  for (const d of [
+    'keepalive-time',
+    'frontend-keepalive-time',
+    'backend-dial-timeout',
+    'graceful-shutdown-timeout',
+  ] as const) {
     if (v[d] < 0) throw new FlagError(`--${d} must be >= 0`);
   }
-  const strategies = v['proxy-strategies'].split(',').map((s) => s.trim()).filter(Boolean);
+  const strategies = v['proxy-strategies']
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (strategies.length === 0) throw new FlagError('--proxy-strategies cannot be empty');
   for (const s of strategies) {
-    if (!STRATEGIES.has(s)) throw new FlagError(`invalid proxy strategies: unknown strategy "${s}" (want default, destHost, defaultRoute)`);
-    if (s !== 'default') log.warn({ strategy: s }, 'proxy strategy not implemented yet: any ready agent is chosen');
+    if (!STRATEGIES.has(s))
+      throw new FlagError(
+        `invalid proxy strategies: unknown strategy "${s}" (want default, destHost, defaultRoute)`,
+      );
+    if (s !== 'default')
+      log.warn({ strategy: s }, 'proxy strategy not implemented yet: any ready agent is chosen');
   }
   if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
     // Refusing is safer than running without the authentication the operator asked for.
@@ -122,7 +210,8 @@ export function serverConfigFromFlags(
       'agent token authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented yet; use --cluster-ca-cert to authenticate agents by certificate',
     );
   }
-  if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode'])) throw new FlagError(`--uds-socket-mode "${v['uds-socket-mode']}" is not an octal file mode`);
+  if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode']))
+    throw new FlagError(`--uds-socket-mode "${v['uds-socket-mode']}" is not an octal file mode`);
 
   const frontend: FrontendConfig = { mode: v.mode };
   if (v['uds-name']) {
@@ -136,7 +225,8 @@ export function serverConfigFromFlags(
     frontend.deleteExistingUds = v['delete-existing-uds-file'];
     frontend.udsMode = Number.parseInt(v['uds-socket-mode'], 8);
   } else {
-    if (!v['server-ca-cert']) throw new FlagError('server ca cert must be set when in TCP mode (uds-name is empty)');
+    if (!v['server-ca-cert'])
+      throw new FlagError('server ca cert must be set when in TCP mode (uds-name is empty)');
     if (!v['server-cert']) throw new FlagError('--server-cert and --server-key must be set when in TCP mode');
     frontend.host = v['server-bind-address'];
     frontend.port = v['server-port'];
@@ -150,7 +240,9 @@ export function serverConfigFromFlags(
   const clusterCert = v['cluster-cert'] || v['server-cert'];
   const clusterKey = v['cluster-cert'] ? v['cluster-key'] : v['server-key'];
   if (!clusterCert) {
-    throw new FlagError('the agent port needs TLS: set --cluster-cert and --cluster-key (or --server-cert and --server-key)');
+    throw new FlagError(
+      'the agent port needs TLS: set --cluster-cert and --cluster-key (or --server-cert and --server-key)',
+    );
   }
   const agentTls: TlsFiles = {
     cert: readPem(v['cluster-cert'] ? 'cluster-cert' : 'server-cert', clusterCert),

@@ -95,10 +95,16 @@ export class ProxyServer {
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     });
     this.agentServer.addService(agentServiceDefinition, {
-      Connect: new AgentService(this.broker, this.backends, this.metrics, this.log.child({ part: 'agent-server' }), {
-        serverID: config.serverID,
-        serverCount: config.serverCount,
-      }).handle,
+      Connect: new AgentService(
+        this.broker,
+        this.backends,
+        this.metrics,
+        this.log.child({ part: 'agent-server' }),
+        {
+          serverID: config.serverID,
+          serverCount: config.serverCount,
+        },
+      ).handle,
     });
   }
 
@@ -119,7 +125,11 @@ export class ProxyServer {
       out.agentPort = await this.bindGrpc(
         this.agentServer,
         `${bracket(a.host || '0.0.0.0')}:${a.port}`,
-        ServerCredentials.createSsl(a.tls.ca ?? null, [{ cert_chain: a.tls.cert, private_key: a.tls.key }], !!a.tls.ca),
+        ServerCredentials.createSsl(
+          a.tls.ca ?? null,
+          [{ cert_chain: a.tls.cert, private_key: a.tls.key }],
+          !!a.tls.ca,
+        ),
       );
       this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
       if (this.config.health) {
@@ -157,7 +167,11 @@ export class ProxyServer {
         port = await this.bindGrpc(
           this.grpcFrontendServer,
           `${bracket(fe.host || '0.0.0.0')}:${fe.port ?? 0}`,
-          ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], !!tls.ca),
+          ServerCredentials.createSsl(
+            tls.ca ?? null,
+            [{ cert_chain: tls.cert, private_key: tls.key }],
+            !!tls.ca,
+          ),
         );
       }
       this.log.info({ listener: 'frontend', mode: 'grpc', ...where, port }, 'listening');
@@ -185,7 +199,9 @@ export class ProxyServer {
         ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
       });
     }
-    server.on('tlsClientError', (err: Error) => this.log.info({ error: err.message }, 'TLS handshake with client failed'));
+    server.on('tlsClientError', (err: Error) =>
+      this.log.info({ error: err.message }, 'TLS handshake with client failed'),
+    );
     const frontend = new HttpConnectFrontend(
       this.broker,
       this.metrics,
@@ -212,7 +228,9 @@ export class ProxyServer {
         if (err) reject(new Error(`cannot listen on ${address}: ${err.message}`));
         else {
           if (server === this.grpcFrontendServer) {
-            this.grpcFrontendPorts.push(address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`));
+            this.grpcFrontendPorts.push(
+              address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`),
+            );
           }
           resolve(port);
         }

@@ -22,9 +22,11 @@ function random63(): bigint {
 
 function grpcClient(frontend: FrontendAddress): Client {
   const options = { 'grpc.use_local_subchannel_pool': 1 };
-  if (frontend.uds) return new Client(`unix:${resolvePath(frontend.uds)}`, credentials.createInsecure(), options);
+  if (frontend.uds)
+    return new Client(`unix:${resolvePath(frontend.uds)}`, credentials.createInsecure(), options);
   const tls = frontend.tls;
-  if (!tls || frontend.port === undefined) throw new TunnelError(ErrorCode.CONFIG, 'a TCP frontend needs host, port and tls');
+  if (!tls || frontend.port === undefined)
+    throw new TunnelError(ErrorCode.CONFIG, 'a TCP frontend needs host, port and tls');
   const host = frontend.host ?? '127.0.0.1';
   return new Client(
     `${host.includes(':') ? `[${host}]` : host}:${frontend.port}`,
@@ -33,7 +35,11 @@ function grpcClient(frontend: FrontendAddress): Client {
   );
 }
 
-export function dialGrpc(frontend: FrontendAddress, address: string, options: DialOptions = {}): Promise<Duplex> {
+export function dialGrpc(
+  frontend: FrontendAddress,
+  address: string,
+  options: DialOptions = {},
+): Promise<Duplex> {
   const client = grpcClient(frontend);
   const md = new Metadata();
   if (options.halfClose ?? true) md.set(MetadataKey.extensions, Extension.halfClose);
@@ -86,7 +92,9 @@ export function dialGrpc(frontend: FrontendAddress, address: string, options: Di
       resolve(new GrpcTunnelSocket(client, call, p.connectID, halfClose));
     };
     call.on('metadata', (headers: Metadata) => {
-      halfClose = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString()).has(Extension.halfClose);
+      halfClose = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString()).has(
+        Extension.halfClose,
+      );
     });
     call.on('data', onPacket);
     call.on('error', (err: Error) => {
@@ -117,7 +125,8 @@ export class GrpcTunnelSocket extends Duplex {
       this.onPacket(p);
     });
     call.on('error', (err: Error) => {
-      if (!this.closedByServer) this.destroy(new TunnelError(ErrorCode.TUNNEL_CLOSED, `proxy stream failed: ${err.message}`));
+      if (!this.closedByServer)
+        this.destroy(new TunnelError(ErrorCode.TUNNEL_CLOSED, `proxy stream failed: ${err.message}`));
     });
     call.on('end', () => {
       this.closedByServer = true;

@@ -26,7 +26,8 @@ export class ConnectRefusedError extends TunnelError {
 function open(frontend: FrontendAddress): net.Socket {
   if (frontend.uds) return net.connect({ path: frontend.uds, allowHalfOpen: true });
   const t = frontend.tls;
-  if (!t || frontend.port === undefined) throw new TunnelError(ErrorCode.CONFIG, 'a TCP frontend needs host, port and tls');
+  if (!t || frontend.port === undefined)
+    throw new TunnelError(ErrorCode.CONFIG, 'a TCP frontend needs host, port and tls');
   return tls.connect({
     host: frontend.host ?? '127.0.0.1',
     port: frontend.port,
@@ -37,7 +38,11 @@ function open(frontend: FrontendAddress): net.Socket {
   });
 }
 
-export function dialHttpConnect(frontend: FrontendAddress, address: string, options: DialOptions = {}): Promise<net.Socket> {
+export function dialHttpConnect(
+  frontend: FrontendAddress,
+  address: string,
+  options: DialOptions = {},
+): Promise<net.Socket> {
   const socket = open(frontend);
   socket.setNoDelay(true);
   return new Promise<net.Socket>((resolve, reject) => {
@@ -76,12 +81,18 @@ export function dialHttpConnect(frontend: FrontendAddress, address: string, opti
       head = Buffer.concat([head, chunk]);
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (head.length > MAX_RESPONSE_HEAD) fail(new TunnelError(ErrorCode.PROTOCOL, 'proxy response head too large'));
+        if (head.length > MAX_RESPONSE_HEAD)
+          fail(new TunnelError(ErrorCode.PROTOCOL, 'proxy response head too large'));
         return;
       }
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(head.toString('latin1', 0, Math.min(end, 64)));
       if (!m) {
-        fail(new TunnelError(ErrorCode.PROTOCOL, `not an HTTP response: ${JSON.stringify(head.toString('latin1', 0, 40))}`));
+        fail(
+          new TunnelError(
+            ErrorCode.PROTOCOL,
+            `not an HTTP response: ${JSON.stringify(head.toString('latin1', 0, 40))}`,
+          ),
+        );
         return;
       }
       status = Number(m[1]);
@@ -100,6 +111,8 @@ export function dialHttpConnect(frontend: FrontendAddress, address: string, opti
       onAbort();
       return;
     }
-    socket.write(`CONNECT ${address} HTTP/1.1\r\nHost: ${address}\r\nUser-Agent: konnectivity-ts-dialer\r\n\r\n`);
+    socket.write(
+      `CONNECT ${address} HTTP/1.1\r\nHost: ${address}\r\nUser-Agent: konnectivity-ts-dialer\r\n\r\n`,
+    );
   });
 }

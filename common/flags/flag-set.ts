@@ -84,7 +84,7 @@ export function parseFlags<T extends FlagTable>(table: T, argv: readonly string[
   const short = new Map<string, string>();
   for (const [name, spec] of Object.entries(table)) if (spec.shorthand) short.set(spec.shorthand, name);
 
-  const set = new Set<string>();
+  const set = new Set<keyof T & string>();
   const warnings: string[] = [];
   let help = false;
   for (let i = 0; i < argv.length; i++) {
@@ -120,7 +120,7 @@ export function parseFlags<T extends FlagTable>(table: T, argv: readonly string[
       warnings.push(`flag --${name} is accepted for compatibility but has no effect: ${spec.notImplemented}`);
     }
   }
-  return { values: values as FlagValues<T>, set: set as Set<keyof T & string>, warnings, help };
+  return { values: values as FlagValues<T>, set, warnings, help };
 }
 
 function formatDefault(spec: FlagSpec): string {

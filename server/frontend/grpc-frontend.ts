@@ -106,14 +106,20 @@ class ProxyStream implements FrontendSink {
         }
         return;
       default:
-        this.metrics.streamError('from_client', 'InvalidArgument', p.type === PacketType.UNKNOWN ? -1 : p.type);
+        this.metrics.streamError(
+          'from_client',
+          'InvalidArgument',
+          p.type === PacketType.UNKNOWN ? -1 : p.type,
+        );
         this.log.warn({ packetType: packetTypeName(p) }, 'unexpected packet from client; ignored');
     }
   }
 
   private onDialRequest(address: string, protocol: string, random: bigint): void {
     if (this.state !== 'idle') {
-      this.send(packets.dialResponse(random, 0n, 'this stream already carries a dial: open one stream per dial'));
+      this.send(
+        packets.dialResponse(random, 0n, 'this stream already carries a dial: open one stream per dial'),
+      );
       return;
     }
     this.clientRandom = random;
@@ -139,7 +145,10 @@ class ProxyStream implements FrontendSink {
   /** A packet that names a connection this stream does not own: answered, never forwarded. */
   private rejectUnknown(connectID: bigint, what: string): void {
     this.metrics.streamError('from_client', 'InvalidArgument', PacketType.DATA);
-    this.log.debug({ connectID: connectID.toString(), what }, 'packet for a connection this stream does not own');
+    this.log.debug(
+      { connectID: connectID.toString(), what },
+      'packet for a connection this stream does not own',
+    );
     if (this.state !== 'done') this.send(packets.closeResponse(connectID, 'unknown connectID'));
   }
 

@@ -78,15 +78,19 @@ export class HttpConnectFrontend {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.log.debug({ method: req.method }, 'non-CONNECT request refused');
       const body = `method ${req.method ?? ''} not allowed: this is an HTTP CONNECT proxy\n`;
-      res.writeHead(405, { allow: 'CONNECT', 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      res.writeHead(405, {
+        allow: 'CONNECT',
+        'content-type': 'text/plain; charset=utf-8',
+        connection: 'close',
+      });
       res.end(body);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const code = err.code ?? '';
-      const status =
-        code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       this.log.info({ code, status }, 'bad request from client');
-      if (socket.writable) endWith(socket, httpResponse(status, `${REASONS[status] ?? 'Bad Request'}: ${code || err.message}`));
+      if (socket.writable)
+        endWith(socket, httpResponse(status, `${REASONS[status] ?? 'Bad Request'}: ${code || err.message}`));
       else socket.destroy();
     });
   }
@@ -109,7 +113,10 @@ export class HttpConnectFrontend {
     socket.once('close', () => this.sockets.delete(socket));
     const tunnel = new HttpTunnel(socket, head, address, log, this.metrics);
     if ('setKeepAlive' in socket && typeof socket.setKeepAlive === 'function' && this.keepaliveMs > 0) {
-      (socket as unknown as { setKeepAlive(on: boolean, ms: number): void }).setKeepAlive(true, this.keepaliveMs);
+      (socket as unknown as { setKeepAlive(on: boolean, ms: number): void }).setKeepAlive(
+        true,
+        this.keepaliveMs,
+      );
     }
     tunnel.start(this.broker);
   }

@@ -82,7 +82,10 @@ export class TunnelBroker implements ConnectionOwner {
     }
     this.pending.set(random, dial);
     this.metrics.pendingDials.set(this.pending.size);
-    frontend.log.debug({ address, agentID: backend.agentID, random: random.toString() }, 'dial sent to agent');
+    frontend.log.debug(
+      { address, agentID: backend.agentID, random: random.toString() },
+      'dial sent to agent',
+    );
     backend.send(packets.dialRequest(address, random, protocol));
     return { cancel: () => this.cancelDial(random) };
   }
@@ -128,7 +131,10 @@ export class TunnelBroker implements ConnectionOwner {
       case PacketType.DATA: {
         const conn = backend.connections.get(packet.connectID);
         if (!conn) {
-          backend.log.debug({ connectID: packet.connectID.toString() }, 'DATA for an unknown connection; dropped');
+          backend.log.debug(
+            { connectID: packet.connectID.toString() },
+            'DATA for an unknown connection; dropped',
+          );
           return;
         }
         if (packet.error === HALF_CLOSE_MARKER && packet.data.length === 0 && conn.halfCloseSupported) {
@@ -189,10 +195,19 @@ export class TunnelBroker implements ConnectionOwner {
     if (backend.connections.has(connectID) || connectID === 0n) {
       this.metrics.streamError('from_agent', 'InvalidArgument', PacketType.DIAL_RSP);
       backend.log.warn({ connectID: connectID.toString() }, 'agent reused a connectID; dial failed');
-      dial.frontend.dialFailed(new TunnelError(ErrorCode.PROTOCOL, `agent answered with invalid connectID ${connectID}`));
+      dial.frontend.dialFailed(
+        new TunnelError(ErrorCode.PROTOCOL, `agent answered with invalid connectID ${connectID}`),
+      );
       return;
     }
-    const conn = new TunnelConnection(this, backend, connectID, dial.frontend, dial.address, performance.now());
+    const conn = new TunnelConnection(
+      this,
+      backend,
+      connectID,
+      dial.frontend,
+      dial.address,
+      performance.now(),
+    );
     backend.connections.set(connectID, conn);
     this.established++;
     this.metrics.established.set(this.established);

@@ -44,7 +44,10 @@ describe('failures', () => {
 
   it('answers a CONNECT to a closed port with HTTP/1.1 502 and the dial error', async () => {
     const port = await closedPort();
-    const answer = await rawConnect(connect.frontend.uds ?? '', `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const answer = await rawConnect(
+      connect.frontend.uds ?? '',
+      `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
     assert.match(answer, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
     assert.match(answer, /connection refused/);
   });
@@ -78,8 +81,9 @@ describe('failures', () => {
     assert.ok(received < 4 * 1024 * 1024 * 1024, 'the transfer was cut short, not completed');
     sock.destroy();
     const admin = connect.server.adminPort;
-    await waitFor('established_connections back to 0', async () =>
-      (await metric(admin, 'konnectivity_network_proxy_server_established_connections')) === 0,
+    await waitFor(
+      'established_connections back to 0',
+      async () => (await metric(admin, 'konnectivity_network_proxy_server_established_connections')) === 0,
     );
     assert.equal(await metric(admin, 'konnectivity_network_proxy_server_pending_backend_dials'), 0);
     assert.equal(await metric(admin, 'konnectivity_network_proxy_server_ready_backend_connections'), 0);
@@ -126,7 +130,10 @@ describe('no agent connected', () => {
   });
 
   it('answers a CONNECT with HTTP/1.1 503', async () => {
-    const answer = await rawConnect(connect.frontend.uds ?? '', 'CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: x\r\n\r\n');
+    const answer = await rawConnect(
+      connect.frontend.uds ?? '',
+      'CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
     assert.match(answer, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
     assert.match(answer, /no agent available/);
   });

@@ -9,7 +9,14 @@ import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster, type Mode, type Transport } from '../support/cluster.js';
-import { LabTarget, deterministicChunks, hashOf, readAll, readAllHash, writeAll } from '../support/targets.js';
+import {
+  LabTarget,
+  deterministicChunks,
+  hashOf,
+  readAll,
+  readAllHash,
+  writeAll,
+} from '../support/targets.js';
 
 const BIG = 256 * 1024 * 1024;
 const run = promisify(execFile);
@@ -75,9 +82,18 @@ for (const mode of ['grpc', 'http-connect'] as Mode[]) {
         it('carries a curl request through the mTLS CONNECT proxy', async () => {
           const f = cluster.pki.files;
           const { stdout } = await run('curl', [
-            '-sS', '-p', '--max-time', '20',
-            '--proxy', `https://127.0.0.1:${cluster.server.frontendPort}`,
-            '--proxy-cacert', f.ca, '--proxy-cert', f.clientCert, '--proxy-key', f.clientKey,
+            '-sS',
+            '-p',
+            '--max-time',
+            '20',
+            '--proxy',
+            `https://127.0.0.1:${cluster.server.frontendPort}`,
+            '--proxy-cacert',
+            f.ca,
+            '--proxy-cert',
+            f.clientCert,
+            '--proxy-key',
+            f.clientKey,
             `http://${target.address}/`,
           ]);
           assert.equal(stdout, 'hello from lab\n');

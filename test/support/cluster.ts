@@ -35,7 +35,13 @@ export async function startCluster(
     `--cluster-ca-cert=${f.ca}`,
     ...(transport === 'uds'
       ? [`--uds-name=${uds}`]
-      : ['--server-port=0', '--server-bind-address=127.0.0.1', `--server-cert=${f.serverCert}`, `--server-key=${f.serverKey}`, `--server-ca-cert=${f.ca}`]),
+      : [
+          '--server-port=0',
+          '--server-bind-address=127.0.0.1',
+          `--server-cert=${f.serverCert}`,
+          `--server-key=${f.serverKey}`,
+          `--server-ca-cert=${f.ca}`,
+        ]),
     ...(options.serverArgs ?? []),
   ];
   const server = await startServer(serverArgs);

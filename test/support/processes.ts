@@ -48,7 +48,11 @@ export class Proc {
   }
 
   waitLog(msg: string, timeoutMs = 20_000): Promise<LogLine> {
-    return waitFor(`log "${msg}"`, () => this.find(msg) ?? (this.child.exitCode !== null ? fail(this) : undefined), timeoutMs);
+    return waitFor(
+      `log "${msg}"`,
+      () => this.find(msg) ?? (this.child.exitCode !== null ? fail(this) : undefined),
+      timeoutMs,
+    );
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
@@ -65,7 +69,11 @@ function fail(p: Proc): never {
   throw new Error(`process exited (${String(p.child.exitCode)}):\n${p.output()}`);
 }
 
-export function spawnBin(bin: 'proxy-server' | 'proxy-agent', args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+export function spawnBin(
+  bin: 'proxy-server' | 'proxy-agent',
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Proc {
   const child = spawn(process.execPath, [join(ROOT, 'bin', `${bin}.js`), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -139,5 +147,9 @@ export async function metric(port: number, name: string): Promise<number> {
 }
 
 export function waitReady(server: ServerInfo, timeoutMs = 20_000): Promise<true> {
-  return waitFor('server ready (an agent connected)', async () => (await httpGet(server.healthPort, '/readyz')).status === 200 || undefined, timeoutMs);
+  return waitFor(
+    'server ready (an agent connected)',
+    async () => (await httpGet(server.healthPort, '/readyz')).status === 200 || undefined,
+    timeoutMs,
+  );
 }

@@ -117,7 +117,10 @@ export class LabTarget {
       const rest = head.subarray(nl + 1);
       const [cmd, a, b] = line.split(' ');
       if (cmd === 'download') {
-        void writeAll(s, deterministicChunks(Number(a), Number(b))).then(() => s.end(), () => s.destroy());
+        void writeAll(s, deterministicChunks(Number(a), Number(b))).then(
+          () => s.end(),
+          () => s.destroy(),
+        );
       } else if (cmd === 'upload') {
         const want = Number(a);
         const h = createHash('sha256');
@@ -139,7 +142,9 @@ export class LabTarget {
         s.end(this.name + '\n');
       } else {
         const body = `hello from ${this.name}\n`;
-        s.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        s.end(
+          `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
       }
     };
     s.on('data', onData);

@@ -60,7 +60,9 @@ function toGeneric(p: Packet): GenericPacket {
     Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
   switch (p.type) {
     case 0:
-      return { dialRequest: clean({ protocol: ns(p.protocol), address: ns(p.address), random: nz(p.random) }) };
+      return {
+        dialRequest: clean({ protocol: ns(p.protocol), address: ns(p.address), random: nz(p.random) }),
+      };
     case 1:
       return {
         type: 'DIAL_RSP',
@@ -89,23 +91,24 @@ function toGeneric(p: Packet): GenericPacket {
 }
 
 const int64 = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
-const packetArb: fc.Arbitrary<Packet> = fc.oneof(
-  fc.record({ type: fc.constant(0 as const), protocol: fc.string(), address: fc.string(), random: int64 }),
-  fc.record({ type: fc.constant(1 as const), error: fc.string(), connectID: int64, random: int64 }),
-  fc.record({ type: fc.constant(2 as const), connectID: int64 }),
-  fc.record({ type: fc.constant(3 as const), error: fc.string(), connectID: int64 }),
-  fc.record({
-    type: fc.constant(4 as const),
-    connectID: int64,
-    error: fc.string(),
-    data: fc.oneof(
-      fc.uint8Array({ maxLength: 64 }),
-      fc.uint8Array({ minLength: 16_000, maxLength: 70_000 }),
-    ).map((a) => Buffer.from(a)),
-  }),
-  fc.record({ type: fc.constant(5 as const), random: int64 }),
-  fc.constant({ type: 6 as const }),
-).map((p) => ({ ...p }) as Packet); // plain objects: fast-check records have a null prototype
+const packetArb: fc.Arbitrary<Packet> = fc
+  .oneof(
+    fc.record({ type: fc.constant(0 as const), protocol: fc.string(), address: fc.string(), random: int64 }),
+    fc.record({ type: fc.constant(1 as const), error: fc.string(), connectID: int64, random: int64 }),
+    fc.record({ type: fc.constant(2 as const), connectID: int64 }),
+    fc.record({ type: fc.constant(3 as const), error: fc.string(), connectID: int64 }),
+    fc.record({
+      type: fc.constant(4 as const),
+      connectID: int64,
+      error: fc.string(),
+      data: fc
+        .oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ minLength: 16_000, maxLength: 70_000 }))
+        .map((a) => Buffer.from(a)),
+    }),
+    fc.record({ type: fc.constant(5 as const), random: int64 }),
+    fc.constant({ type: 6 as const }),
+  )
+  .map((p): Packet => ({ ...p })); // plain objects: fast-check records have a null prototype
 
 describe('packet codec', () => {
   describe('upstream Go wire vectors', () => {

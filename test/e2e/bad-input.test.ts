@@ -1,0 +1,207 @@
+// Hostile and malformed input: each gets a clear answer or log line, ends only the offending
+// stream, and leaves the process and every other connection working.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { dial } from '../../ccm-integration/dialer/index.js';
+import { decodePacket, encodePacket } from '../../proto/codec.js';
+import { CONNECT_METHOD, PROXY_METHOD } from '../../proto/services.js';
+import { PacketType, packets, type Packet } from '../../proto/packet.js';
+import { startCluster, type Cluster } from '../support/cluster.js';
+import { LabTarget, readAll } from '../support/targets.js';
+import { agentArgs, httpGet, metric, spawnBin } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
+
+function rawExchange(connectTo: () => net.Socket, data: Buffer | string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connectTo();
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    s.on('close', () => resolve(out));
+    s.on('error', () => undefined);
+    s.write(data);
+  });
+}
+
+async function stillServes(cluster: Cluster, target: LabTarget): Promise<void> {
+  const sock = await dial(cluster.frontend, target.address);
+  const reply = readAll(sock);
+  sock.write('id\n');
+  assert.equal((await reply).toString(), 'lab\n');
+}
+
+function nextPacket(call: ClientDuplexStream<Packet, Packet>): Promise<Packet> {
+  return new Promise((resolve, reject) => {
+    call.once('data', resolve);
+    call.once('error', reject);
+  });
+}
+
+describe('bad input', () => {
+  let target: LabTarget;
+  let grpc: Cluster;
+  let connect: Cluster;
+  before(async () => {
+    target = await new LabTarget('lab').start();
+    [grpc, connect] = await Promise.all([startCluster('grpc', 'uds'), startCluster('http-connect', 'uds')]);
+  });
+  after(async () => {
+    await Promise.all([grpc.stop(), connect.stop()]);
+    await target.stop();
+  });
+
+  it('random bytes on the gRPC Unix socket and on the agent port are dropped; both processes keep serving', async () => {
+    await rawExchange(() => net.connect(grpc.frontend.uds ?? ''), randomBytes(4096));
+    await rawExchange(() => net.connect(grpc.server.agentPort, '127.0.0.1'), randomBytes(4096));
+    await rawExchange(() => net.connect(connect.frontend.uds ?? ''), randomBytes(4096));
+    await stillServes(grpc, target);
+    await stillServes(connect, target);
+  });
+
+  it('answers malformed CONNECT requests with 400, 405 and 431, never forwarding them', async () => {
+    const uds = connect.frontend.uds ?? '';
+    const ask = (req: string) => rawExchange(() => net.connect(uds), req);
+    const before = await metric(
+      connect.server.adminPort,
+      'konnectivity_network_proxy_server_dial_duration_seconds_count',
+    );
+    assert.match(
+      await ask('CONNECT :443 HTTP/1.1\r\nHost: x\r\n\r\n'),
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*has no host/,
+    );
+    assert.match(
+      await ask('CONNECT example.com:99999 HTTP/1.1\r\n\r\n'),
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*out of range/,
+    );
+    assert.match(
+      await ask('CONNECT example.com HTTP/1.1\r\n\r\n'),
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*no port/,
+    );
+    assert.match(await ask('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    assert.match(await ask('NOT HTTP AT ALL\r\n\r\n'), /^HTTP\/1\.1 400 Bad Request\r\n/);
+    const huge = `CONNECT ${target.address} HTTP/1.1\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`;
+    assert.match(await ask(huge), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    const after = await metric(
+      connect.server.adminPort,
+      'konnectivity_network_proxy_server_dial_duration_seconds_count',
+    );
+    assert.equal(after, before, 'no malformed request reached an agent');
+    await stillServes(connect, target);
+  });
+
+  it('forwards bytes sent right after the CONNECT head', async () => {
+    const answer = await rawExchange(
+      () => net.connect(connect.frontend.uds ?? ''),
+      `CONNECT ${target.address} HTTP/1.1\r\nHost: ${target.address}\r\n\r\nid\n`,
+    );
+    assert.equal(answer, 'HTTP/1.1 200 Connection Established\r\n\r\nlab\n');
+  });
+
+  describe('on the gRPC frontend', () => {
+    let client: Client;
+    before(() => {
+      client = new Client(`unix:${grpc.frontend.uds ?? ''}`, credentials.createInsecure());
+    });
+    after(() => client.close());
+    const open = () =>
+      client.makeBidiStreamRequest<Packet, Packet>(PROXY_METHOD, encodePacket, decodePacket, new Metadata());
+
+    it('answers DATA for a connection the stream does not own with a CLOSE_RSP error', async () => {
+      const call = open();
+      call.write(packets.data(12345n, Buffer.from('intrusion')));
+      const p = await nextPacket(call);
+      assert.ok(
+        p.type === PacketType.CLOSE_RSP && p.connectID === 12345n && /unknown connectID/.test(p.error),
+      );
+      call.cancel();
+    });
+
+    it('ignores an unknown packet type and keeps the stream usable', async () => {
+      const call = open();
+      call.write({ type: PacketType.UNKNOWN, wireType: 42 });
+      call.write(packets.dialRequest(target.address, 77n));
+      const p = await nextPacket(call);
+      assert.ok(p.type === PacketType.DIAL_RSP && p.random === 77n && p.error === '' && p.connectID > 0n);
+      call.write(packets.closeRequest(p.connectID));
+      call.end();
+    });
+
+    it('ends only the stream that sends an oversized gRPC message', async () => {
+      const call = open();
+      const failed = new Promise<{ code: number }>((resolve) => call.once('error', resolve));
+      call.write(packets.data(1n, Buffer.alloc(5 * 1024 * 1024)));
+      assert.equal((await failed).code, 8 /* RESOURCE_EXHAUSTED */);
+      await stillServes(grpc, target);
+    });
+  });
+
+  describe('from an agent', () => {
+    let bare: Cluster;
+    let fake: Client;
+    let stream: ClientDuplexStream<Packet, Packet>;
+    before(async () => {
+      bare = await startCluster('grpc', 'uds', { agents: 0 });
+      const f = bare.pki.files;
+      fake = new Client(
+        `127.0.0.1:${bare.server.agentPort}`,
+        credentials.createSsl(readFileSync(f.ca), readFileSync(f.agentKey), readFileSync(f.agentCert)),
+      );
+      const md = new Metadata();
+      md.set('agentid', 'fake-agent');
+      stream = fake.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
+      await waitFor(
+        'fake agent registered',
+        async () => (await httpGet(bare.server.healthPort, '/readyz')).status === 200,
+      );
+    });
+    after(async () => {
+      stream.cancel();
+      fake.close();
+      await bare.stop();
+    });
+
+    it('survives a DIAL_RSP for an unknown dial, an unknown type and DATA for an unknown connection', async () => {
+      stream.write(packets.dialResponse(424242n, 9n));
+      stream.write({ type: PacketType.UNKNOWN, wireType: 99 });
+      stream.write(packets.data(555n, Buffer.from('nobody')));
+      // The server asks the agent to close the connection nobody waits for.
+      const p = await nextPacket(stream);
+      assert.ok(p.type === PacketType.CLOSE_REQ && p.connectID === 9n);
+      // The same stream still carries dials.
+      const dialing = dial(bare.frontend, '10.0.0.1:80');
+      const req = await nextPacket(stream);
+      assert.ok(req.type === PacketType.DIAL_REQ, 'the fake agent receives the dial');
+      assert.equal(req.address, '10.0.0.1:80');
+      stream.write(packets.dialResponse(req.random, 1n));
+      const sock = await dialing;
+      const got = new Promise<Buffer>((resolve) => sock.once('data', resolve));
+      stream.write(packets.data(1n, Buffer.from('from the fake agent')));
+      assert.equal((await got).toString(), 'from the fake agent');
+      sock.destroy();
+    });
+  });
+
+  it('refuses an agent whose certificate is not signed by --cluster-ca-cert', async () => {
+    const pki = grpc.pki;
+    const rogue = spawnBin(
+      'proxy-agent',
+      agentArgs(
+        { ca: pki.files.ca, agentCert: pki.rogueAgentCert, agentKey: pki.rogueAgentKey },
+        grpc.server.agentPort,
+      ),
+    );
+    try {
+      await rogue.waitLog('cannot connect to proxy-server');
+      assert.equal(
+        await metric(grpc.server.adminPort, 'konnectivity_network_proxy_server_ready_backend_connections'),
+        1,
+      );
+      assert.equal(grpc.server.proc.lines.filter((l) => l.msg === 'agent connected').length, 1);
+    } finally {
+      await rogue.kill();
+    }
+  });
+});

@@ -1,0 +1,143 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseGoDuration, formatGoDuration } from '../../../common/flags/go-duration.js';
+import { FlagError } from '../../../common/flags/flag-set.js';
+import { parseServerArgs, serverConfigFromFlags } from '../../../server/options.js';
+import { parseAgentArgs } from '../../../agent/options.js';
+import { createLogger } from '../../../common/log.js';
+
+const quiet = createLogger({ component: 'test', level: 'silent' });
+
+// Every flag DESIGN.md names, with a value of its kind.
+const SERVER_FLAGS = [
+  '--mode=grpc',
+  '--uds-name=/tmp/x.sock',
+  '--delete-existing-uds-file=true',
+  '--server-port=0',
+  '--server-bind-address=127.0.0.1',
+  '--server-cert=a',
+  '--server-key=b',
+  '--server-ca-cert=c',
+  '--agent-port=8091',
+  '--agent-bind-address=0.0.0.0',
+  '--cluster-cert=d',
+  '--cluster-key=e',
+  '--cluster-ca-cert=f',
+  '--health-port=8092',
+  '--health-bind-address=0.0.0.0',
+  '--admin-port=8095',
+  '--admin-bind-address=127.0.0.1',
+  '--server-id=s1',
+  '--server-count=3',
+  '--proxy-strategies=destHost,default',
+  '--agent-namespace=kube-system',
+  '--agent-service-account=konnectivity-agent',
+  '--authentication-audience=system:konnectivity-server',
+  '--kubeconfig=/etc/kubeconfig',
+  '--keepalive-time=1h',
+  '--frontend-keepalive-time=30s',
+  '--backend-dial-timeout=5s',
+  '--graceful-shutdown-timeout=15s',
+  '--tls-min-version=VersionTLS13',
+  '--cipher-suites=TLS_AES_128_GCM_SHA256',
+  '--enable-lease-controller',
+  '--lease-namespace=kube-system',
+  '--lease-label=k8s-app=konnectivity-server',
+  '-v=2',
+  '--logtostderr=true',
+];
+const AGENT_FLAGS = [
+  '--proxy-server-host=konnectivity-server',
+  '--proxy-server-port=8091',
+  '--ca-cert=a',
+  '--agent-cert=b',
+  '--agent-key=c',
+  '--agent-id=node-1',
+  '--agent-identifiers=host=node1&ipv4=10.0.0.5',
+  '--health-server-host=0.0.0.0',
+  '--health-server-port=8093',
+  '--admin-server-port=8094',
+  '--admin-bind-address=127.0.0.1',
+  '--service-account-token-path=/var/run/secrets/tokens/konnectivity-agent-token',
+  '--sync-interval=1s',
+  '--sync-interval-cap=10s',
+  '--probe-interval=1s',
+  '--sync-forever',
+  '--keepalive-time=1h',
+  '--alpn-proto=konnectivity',
+  '--count-server-leases',
+  '--lease-namespace=kube-system',
+  '--lease-label-selector=k8s-app=konnectivity-server',
+  '--kubeconfig=/etc/kubeconfig',
+  '--v=3',
+  '--logtostderr',
+];
+
+describe('Go durations', () => {
+  it('parse as Go parses them', () => {
+    assert.equal(parseGoDuration('30s'), 30_000);
+    assert.equal(parseGoDuration('1m30s'), 90_000);
+    assert.equal(parseGoDuration('1h'), 3_600_000);
+    assert.equal(parseGoDuration('500ms'), 500);
+    assert.equal(parseGoDuration('1.5s'), 1500);
+    assert.equal(parseGoDuration('0'), 0);
+    assert.equal(parseGoDuration('250us'), 0.25);
+    assert.throws(() => parseGoDuration('10'), /invalid duration/);
+    assert.throws(() => parseGoDuration('1d'), /invalid duration/);
+  });
+  it('print as Go prints them', () => {
+    assert.equal(formatGoDuration(3_600_000), '1h0m0s');
+    assert.equal(formatGoDuration(90_000), '1m30s');
+    assert.equal(formatGoDuration(500), '500ms');
+  });
+});
+
+describe('command lines', () => {
+  it('the server parses every flag of DESIGN.md, in both --flag=value and --flag value forms', () => {
+    const r = parseServerArgs(SERVER_FLAGS);
+    assert.equal(r.values['server-count'], 3);
+    assert.equal(r.values['keepalive-time'], 3_600_000);
+    assert.equal(r.values.v, 2);
+    assert.equal(r.values['enable-lease-controller'], true);
+    const spaced = parseServerArgs(['--mode', 'http-connect', '-v', '4', '--delete-existing-uds-file=false']);
+    assert.equal(spaced.values.mode, 'http-connect');
+    assert.equal(spaced.values.v, 4);
+    assert.equal(spaced.values['delete-existing-uds-file'], false);
+  });
+
+  it('the agent parses every flag of DESIGN.md', () => {
+    const r = parseAgentArgs(AGENT_FLAGS);
+    assert.equal(r.values['agent-identifiers'], 'host=node1&ipv4=10.0.0.5');
+    assert.equal(r.values['sync-interval-cap'], 10_000);
+    assert.deepEqual(r.values['alpn-proto'], ['konnectivity']);
+    assert.equal(r.values.v, 3);
+  });
+
+  it('accepts an upstream flag we do not implement yet with a warning, and refuses unknown flags', () => {
+    const r = parseAgentArgs(['--count-server-leases', '--xfr-channel-size=150']);
+    assert.equal(r.warnings.length, 2);
+    assert.match(
+      r.warnings[0] ?? '',
+      /--count-server-leases is accepted for compatibility but has no effect/,
+    );
+    assert.throws(() => parseServerArgs(['--no-such-flag=1']), FlagError);
+    assert.throws(() => parseServerArgs(['--server-port=abc']), /expected an integer/);
+    assert.throws(() => parseServerArgs(['--keepalive-time=5']), /invalid duration/);
+  });
+
+  it('validates the server configuration with upstream messages', () => {
+    const cfg = (args: string[]) => {
+      const r = parseServerArgs(args);
+      return serverConfigFromFlags(r.values, r.set, quiet, {});
+    };
+    assert.throws(() => cfg(['--mode=socks']), /mode must be set to either 'grpc' or 'http-connect'/);
+    assert.throws(() => cfg([]), /server ca cert must be set when in TCP mode/);
+    assert.throws(() => cfg(['--uds-name=/tmp/s', '--server-port=8090']), /server port should be set to 0/);
+    assert.throws(
+      () => cfg(['--uds-name=/tmp/s', '--proxy-strategies=nearest']),
+      /unknown strategy "nearest"/,
+    );
+    assert.throws(() => cfg(['--uds-name=/tmp/s']), /the agent port needs TLS/);
+    assert.throws(() => cfg(['--uds-name=/tmp/s', '--agent-namespace=x']), /not implemented yet/);
+  });
+});

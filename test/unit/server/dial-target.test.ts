@@ -1,0 +1,33 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkDialTarget } from '../../../server/frontend/dial-target.js';
+
+describe('dial target validation', () => {
+  it('accepts host:port, IPv4 and bracketed IPv6', () => {
+    assert.deepEqual(checkDialTarget('kubelet.node-1:10250'), {
+      ok: true,
+      host: 'kubelet.node-1',
+      port: 10250,
+    });
+    assert.deepEqual(checkDialTarget('10.0.0.7:443'), { ok: true, host: '10.0.0.7', port: 443 });
+    assert.deepEqual(checkDialTarget('[fd00::1]:443'), { ok: true, host: 'fd00::1', port: 443 });
+  });
+  it('refuses what must never reach an agent', () => {
+    for (const bad of [
+      '',
+      ':80',
+      'host',
+      'host:',
+      'host:0',
+      'host:99999',
+      'host:80a',
+      'fd00::1:443',
+      '[fd00::1]443',
+      '[nope]:80',
+      'a b:80',
+      'x'.repeat(400) + ':80',
+    ]) {
+      assert.equal(checkDialTarget(bad).ok, false, bad);
+    }
+  });
+});
