@@ -1,6 +1,8 @@
 // konnectivity_network_proxy_agent_* metrics, upstream names and labels.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { packetTypeNames } from '../proto/packet.js';
+import { StreamMetrics } from '../common/stream-metrics.js';
+
+export type AgentSegment = 'from_server' | 'to_server';
 
 const PREFIX = 'konnectivity_network_proxy_agent_';
 
@@ -11,9 +13,7 @@ export class AgentMetrics {
   readonly knownServerCount: Gauge;
   readonly endpointConnections: Gauge;
   readonly serverFailures: Counter<'direction'>;
-  readonly streamPackets: Counter<'segment' | 'packet_type'>;
-  readonly streamErrors: Counter<'segment' | 'code' | 'packet_type'>;
-  private readonly packetChildren = new Map<string, Counter.Internal>();
+  readonly stream: StreamMetrics<AgentSegment>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -50,27 +50,10 @@ export class AgentMetrics {
       labelNames: ['direction'],
       registers,
     });
-    this.streamPackets = new Counter({
-      name: PREFIX + 'stream_packets_total',
-      help: 'Count of packets processed, by segment and packet type (example: from_client, DIAL_REQ)',
-      labelNames: ['segment', 'packet_type'],
-      registers,
-    });
-    this.streamErrors = new Counter({
-      name: PREFIX + 'stream_errors_total',
-      help: 'Count of gRPC stream errors, by segment, grpc Code, packet type. (example: from_agent, Code.Unavailable, DIAL_RSP)',
-      labelNames: ['segment', 'code', 'packet_type'],
-      registers,
-    });
+    this.stream = new StreamMetrics<AgentSegment>(PREFIX, registry);
   }
 
-  packet(segment: 'from_server' | 'to_server', type: number): void {
-    const key = `${segment}/${type}`;
-    let child = this.packetChildren.get(key);
-    if (!child) {
-      child = this.streamPackets.labels(segment, packetTypeNames[type] ?? 'UNKNOWN');
-      this.packetChildren.set(key, child);
-    }
-    child.inc();
+  packet(segment: AgentSegment, type: number): void {
+    this.stream.packet(segment, type);
   }
 }

@@ -187,7 +187,11 @@ export class ServerClient implements StreamSender {
         return;
       }
       default:
-        this.config.metrics.streamErrors.labels('from_server', 'InvalidArgument', packetTypeName(p)).inc();
+        this.config.metrics.stream.error(
+          'from_server',
+          'InvalidArgument',
+          p.type === PacketType.UNKNOWN ? -1 : p.type,
+        );
         this.log.warn({ packetType: packetTypeName(p) }, 'unexpected packet from server; ignored');
     }
   }

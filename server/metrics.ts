@@ -1,6 +1,6 @@
 // konnectivity_network_proxy_server_* metrics, upstream names and labels.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { packetTypeNames } from '../proto/packet.js';
+import { StreamMetrics } from '../common/stream-metrics.js';
 
 const PREFIX = 'konnectivity_network_proxy_server_';
 // Upstream's buckets (1 µs .. 12.5 s).
@@ -19,11 +19,8 @@ export class ServerMetrics {
   readonly readyBackends: Gauge;
   readonly grpcConnections: Gauge<'service_method'>;
   readonly httpConnections: Gauge;
-  readonly streamPackets: Counter<'segment' | 'packet_type'>;
-  readonly streamErrors: Counter<'segment' | 'code' | 'packet_type'>;
+  readonly stream: StreamMetrics<ServerSegment>;
   readonly dialFailures: Counter<'reason'>;
-  // Children resolved once: the per-packet path must not hash label sets.
-  private readonly packetChildren = new Map<string, Counter.Internal>();
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -65,18 +62,7 @@ export class ServerMetrics {
       help: 'Number of current HTTP CONNECT connections',
       registers,
     });
-    this.streamPackets = new Counter({
-      name: PREFIX + 'stream_packets_total',
-      help: 'Count of packets processed, by segment and packet type (example: from_client, DIAL_REQ)',
-      labelNames: ['segment', 'packet_type'],
-      registers,
-    });
-    this.streamErrors = new Counter({
-      name: PREFIX + 'stream_errors_total',
-      help: 'Count of gRPC stream errors, by segment, grpc Code, packet type. (example: from_agent, Code.Unavailable, DIAL_RSP)',
-      labelNames: ['segment', 'code', 'packet_type'],
-      registers,
-    });
+    this.stream = new StreamMetrics<ServerSegment>(PREFIX, registry);
     this.dialFailures = new Counter({
       name: PREFIX + 'dial_failure_count',
       help: 'Number of dial failures observed. Multiple failures can occur for a single dial request.',
@@ -87,18 +73,10 @@ export class ServerMetrics {
   }
 
   packet(segment: ServerSegment, type: number): void {
-    const key = `${segment}/${type}`;
-    let child = this.packetChildren.get(key);
-    if (!child) {
-      child = this.streamPackets.labels(segment, packetTypeNames[type] ?? 'UNKNOWN');
-      this.packetChildren.set(key, child);
-    }
-    child.inc();
+    this.stream.packet(segment, type);
   }
 
   streamError(segment: ServerSegment, code: string, type: number | undefined): void {
-    this.streamErrors
-      .labels(segment, code, type === undefined ? '' : (packetTypeNames[type] ?? 'UNKNOWN'))
-      .inc();
+    this.stream.error(segment, code, type);
   }
 }

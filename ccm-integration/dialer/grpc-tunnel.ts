@@ -1,9 +1,9 @@
 // The konnectivity-client equivalent: one gRPC stream (and one channel) per dial, as
 // kube-apiserver does. DIAL_REQ → DIAL_RSP, then the stream becomes a Duplex socket.
-import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
 import { Duplex } from 'node:stream';
 import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { random63 } from '../../proto/random.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { decodePacket, encodePacket } from '../../proto/codec.js';
 import { PROXY_METHOD } from '../../proto/services.js';
@@ -15,10 +15,6 @@ type Call = ClientDuplexStream<Packet, Packet>;
 
 /** How long a closing socket waits for the server's CLOSE_RSP before dropping the stream. */
 const CLOSE_WAIT_MS = 5000;
-
-function random63(): bigint {
-  return randomBytes(8).readBigUInt64BE() & 0x7fffffffffffffffn;
-}
 
 function grpcClient(frontend: FrontendAddress): Client {
   const options = { 'grpc.use_local_subchannel_pool': 1 };

@@ -1,7 +1,7 @@
 // The tunnel broker: routes packets between frontends and agent streams. It owns the
 // pending dials (our random → dial) and, through each Backend, the established connections
 // (connectID → connection). Frontends and backends never talk to each other directly.
-import { randomBytes } from 'node:crypto';
+import { random63 } from '../../proto/random.js';
 import { PacketType, packets, packetTypeName, type Packet } from '../../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../../proto/metadata.js';
 import { ErrorCode, TunnelError } from '../../common/errors.js';
@@ -29,11 +29,6 @@ export interface DialHandle {
 export interface BrokerOptions {
   /** Bound on a pending dial; 0 disables (upstream's default). */
   dialTimeoutMs: number;
-}
-
-/** 63-bit non-negative random, as the Go implementation uses for dial ids. */
-function random63(): bigint {
-  return randomBytes(8).readBigUInt64BE() & 0x7fffffffffffffffn;
 }
 
 export class TunnelBroker implements ConnectionOwner {

@@ -14,17 +14,7 @@ import { startCluster, type Cluster } from '../support/cluster.js';
 import { LabTarget, readAll } from '../support/targets.js';
 import { agentArgs, httpGet, metric, spawnBin } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
-
-function rawExchange(connectTo: () => net.Socket, data: Buffer | string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connectTo();
-    let out = '';
-    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    s.on('close', () => resolve(out));
-    s.on('error', () => undefined);
-    s.write(data);
-  });
-}
+import { rawExchange } from '../support/raw.js';
 
 async function stillServes(cluster: Cluster, target: LabTarget): Promise<void> {
   const sock = await dial(cluster.frontend, target.address);

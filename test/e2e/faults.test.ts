@@ -7,17 +7,11 @@ import { startCluster, type Cluster } from '../support/cluster.js';
 import { LabTarget, closedPort, readAll } from '../support/targets.js';
 import { metric, startServer, waitReady } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
+import { rawExchange } from '../support/raw.js';
 
 /** Sends a raw CONNECT on the frontend's Unix socket and returns the whole answer. */
 function rawConnect(uds: string, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(uds);
-    let out = '';
-    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    s.on('close', () => resolve(out));
-    s.on('error', reject);
-    s.write(request);
-  });
+  return rawExchange(() => net.connect(uds), request);
 }
 
 describe('failures', () => {
