@@ -102,6 +102,48 @@ describe('failures', () => {
   });
 });
 
+describe('graceful shutdown', () => {
+  let target: LabTarget;
+  let cluster: Cluster;
+  before(async () => {
+    target = await new LabTarget('lab').start();
+    cluster = await startCluster('http-connect', 'uds', { serverArgs: ['--graceful-shutdown-timeout=30s'] });
+  });
+  after(async () => {
+    await cluster.stop();
+    await target.stop();
+  });
+
+  it('on SIGTERM refuses new connections and lets a transfer in progress complete', async () => {
+    const bytes = 64 * 1024 * 1024;
+    const sock = await dial(cluster.frontend, target.address);
+    let received = 0;
+    let resume: () => void = () => undefined;
+    const paused = new Promise<void>((r) => (resume = r));
+    let pausedOnce = false;
+    sock.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received > 1024 * 1024 && !pausedOnce) {
+        // Hold the transfer open across the SIGTERM.
+        pausedOnce = true;
+        sock.pause();
+        resume();
+      }
+    });
+    const ended = new Promise<void>((r) => sock.once('end', () => r()));
+    sock.write(`download ${bytes} 5\n`);
+    await paused;
+    cluster.server.proc.child.kill('SIGTERM');
+    await cluster.server.proc.waitLog('shutting down: no new connections');
+    await assert.rejects(dial(cluster.frontend, target.address, { timeoutMs: 5000 }));
+    sock.resume();
+    await ended;
+    assert.equal(received, bytes);
+    sock.destroy();
+    assert.equal(await cluster.server.proc.exited, 0);
+  });
+});
+
 describe('no agent connected', () => {
   let grpc: Cluster;
   let connect: Cluster;

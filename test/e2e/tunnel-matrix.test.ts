@@ -8,6 +8,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { dial } from '../../ccm-integration/dialer/index.js';
+import { metric } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 import { startCluster, type Cluster, type Mode, type Transport } from '../support/cluster.js';
 import {
   LabTarget,
@@ -135,6 +137,17 @@ for (const mode of ['grpc', 'http-connect'] as Mode[]) {
           }),
         );
         assert.equal(results.filter(Boolean).length, 200);
+        // Nothing left behind on either side.
+        const agentHealth = cluster.agent?.find('proxy-agent started')?.healthPort as number;
+        await waitFor(
+          'server and agent connection gauges back to 0',
+          async () =>
+            (await metric(
+              cluster.server.adminPort,
+              'konnectivity_network_proxy_server_established_connections',
+            )) === 0 &&
+            (await metric(agentHealth, 'konnectivity_network_proxy_agent_open_endpoint_connections')) === 0,
+        );
       });
     });
   }

@@ -1,0 +1,121 @@
+// A scripted agent (our own gRPC client on the agent port, with a valid certificate) to drive
+// the server through what a real agent rarely does: bad packets, silence, late answers.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { dial, ErrorCode, type TunnelError } from '../../ccm-integration/dialer/index.js';
+import { decodePacket, encodePacket } from '../../proto/codec.js';
+import { CONNECT_METHOD } from '../../proto/services.js';
+import { PacketType, packets, type Packet } from '../../proto/packet.js';
+import { startCluster, type Cluster } from '../support/cluster.js';
+import { httpGet, metric } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
+
+/** Packets from the server, read in order. */
+class PacketQueue {
+  private readonly queue: Packet[] = [];
+  private waiter: ((p: Packet) => void) | undefined;
+  constructor(stream: ClientDuplexStream<Packet, Packet>) {
+    stream.on('data', (p: Packet) => {
+      const w = this.waiter;
+      this.waiter = undefined;
+      if (w) w(p);
+      else this.queue.push(p);
+    });
+  }
+  next(): Promise<Packet> {
+    const p = this.queue.shift();
+    if (p) return Promise.resolve(p);
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+}
+
+describe('with a scripted agent', () => {
+  let cluster: Cluster;
+  let client: Client;
+  let stream: ClientDuplexStream<Packet, Packet>;
+  let inbox: PacketQueue;
+  before(async () => {
+    cluster = await startCluster('grpc', 'uds', { agents: 0, serverArgs: ['--backend-dial-timeout=700ms'] });
+    const f = cluster.pki.files;
+    client = new Client(
+      `127.0.0.1:${cluster.server.agentPort}`,
+      credentials.createSsl(readFileSync(f.ca), readFileSync(f.agentKey), readFileSync(f.agentCert)),
+    );
+    const md = new Metadata();
+    md.set('agentid', 'scripted-agent');
+    stream = client.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
+    inbox = new PacketQueue(stream);
+    await waitFor(
+      'scripted agent registered',
+      async () => (await httpGet(cluster.server.healthPort, '/readyz')).status === 200,
+    );
+  });
+  after(async () => {
+    stream.on('error', () => undefined); // CANCELLED, our own doing
+    stream.cancel();
+    client.close();
+    await cluster.stop();
+  });
+
+  it('survives a DIAL_RSP for an unknown dial, an unknown type and DATA for an unknown connection', async () => {
+    stream.write(packets.dialResponse(424242n, 9n));
+    stream.write({ type: PacketType.UNKNOWN, wireType: 99 });
+    stream.write(packets.data(555n, Buffer.from('nobody')));
+    // The server asks the agent to close the connection nobody waits for.
+    const p = await inbox.next();
+    assert.ok(p.type === PacketType.CLOSE_REQ && p.connectID === 9n);
+    // The same stream still carries dials.
+    const dialing = dial(cluster.frontend, 'node-1.invalid:80');
+    const req = await inbox.next();
+    assert.ok(req.type === PacketType.DIAL_REQ, 'the scripted agent receives the dial');
+    assert.equal(req.address, 'node-1.invalid:80');
+    stream.write(packets.dialResponse(req.random, 1n));
+    const sock = await dialing;
+    const got = new Promise<Buffer>((resolve) => sock.once('data', resolve));
+    stream.write(packets.data(1n, Buffer.from('from the scripted agent')));
+    assert.equal((await got).toString(), 'from the scripted agent');
+    sock.destroy();
+    const close = await inbox.next();
+    assert.ok(
+      close.type === PacketType.CLOSE_REQ && close.connectID === 1n,
+      'the client leaving closes the agent side',
+    );
+  });
+
+  it('a client that aborts a pending dial sends DIAL_CLS, which reaches the agent', async () => {
+    const abort = new AbortController();
+    const dialing = dial(cluster.frontend, 'node-2.invalid:443', { signal: abort.signal });
+    const req = await inbox.next();
+    assert.ok(req.type === PacketType.DIAL_REQ);
+    abort.abort();
+    await assert.rejects(dialing, (err: TunnelError) => err.code === ErrorCode.DIAL_CANCELLED);
+    const cls = await inbox.next();
+    assert.ok(cls.type === PacketType.DIAL_CLS && cls.random === req.random);
+    await waitFor(
+      'no pending dial left',
+      async () =>
+        (await metric(
+          cluster.server.adminPort,
+          'konnectivity_network_proxy_server_pending_backend_dials',
+        )) === 0,
+    );
+  });
+
+  it('a dial the agent never answers fails after --backend-dial-timeout, and the agent is told', async () => {
+    const dialing = dial(cluster.frontend, 'node-3.invalid:443', { timeoutMs: 20_000 });
+    const req = await inbox.next();
+    assert.ok(req.type === PacketType.DIAL_REQ);
+    await assert.rejects(
+      dialing,
+      (err: TunnelError) => err.code === ErrorCode.DIAL_FAILED && /timed out/.test(err.message),
+    );
+    const cls = await inbox.next();
+    assert.ok(cls.type === PacketType.DIAL_CLS && cls.random === req.random);
+    // A late answer is refused: the server closes the connection nobody waits for.
+    stream.write(packets.dialResponse(req.random, 2n));
+    const close = await inbox.next();
+    assert.ok(close.type === PacketType.CLOSE_REQ && close.connectID === 2n);
+  });
+});
