@@ -4,17 +4,26 @@
 import type net from 'node:net';
 import { packets, type Packet } from '../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../proto/metadata.js';
+import { ReceiveWindow, SendCredit, windowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 
 /** What an endpoint connection needs from its server stream. */
 export interface StreamSender {
   readonly halfClose: boolean;
+  readonly flowControl: boolean;
   send(packet: Packet): boolean;
   whenWritable(fn: () => void): void;
   pauseReads(): void;
   resumeReads(): void;
   forget(conn: EndpointConnection): void;
 }
+
+/**
+ * After the client's half-close, how long the target may stay silent before the connection
+ * is closed. A full close and a half-close look the same from here (an EOF), so this bounds
+ * what a client that simply left can hold. Upstream closes at the EOF itself.
+ */
+export const HALF_CLOSED_IDLE_MS = 60_000;
 
 export class EndpointConnection {
   bytesFromTarget = 0;
@@ -23,21 +32,41 @@ export class EndpointConnection {
   private serverEnded = false;
   private blockingStream = false;
   private done = false;
+  private halfClosedTimer: NodeJS.Timeout | undefined;
+  private readonly credit: SendCredit | undefined;
+  private readonly window: ReceiveWindow | undefined;
 
   constructor(
     readonly connectID: bigint,
     private readonly socket: net.Socket,
     private readonly stream: StreamSender,
     private readonly log: Logger,
-  ) {}
+  ) {
+    if (stream.flowControl) {
+      this.credit = new SendCredit();
+      this.window = new ReceiveWindow((bytes) => {
+        if (!this.done) this.stream.send(windowUpdate(this.connectID, bytes));
+      });
+    }
+  }
+
+  /** Credit returned by the server (flow-control extension). */
+  onWindowUpdate(bytes: number): void {
+    this.credit?.grant(bytes);
+  }
 
   start(): void {
     const socket = this.socket;
     socket.on('data', (chunk: Buffer) => {
       this.bytesFromTarget += chunk.length;
-      if (!this.stream.send(packets.data(this.connectID, chunk))) {
+      this.halfClosedTimer?.refresh();
+      const streamOk = this.stream.send(packets.data(this.connectID, chunk));
+      const creditOk = this.credit ? this.credit.consume(chunk.length) : true;
+      if (!streamOk || !creditOk) {
         socket.pause();
-        this.stream.whenWritable(() => socket.resume());
+        const resume = () => this.stream.whenWritable(() => socket.resume());
+        if (this.credit) this.credit.whenAvailable(resume);
+        else resume();
       }
     });
     socket.on('end', () => {
@@ -49,6 +78,7 @@ export class EndpointConnection {
       }
     });
     socket.on('drain', () => {
+      this.window?.drained();
       if (this.blockingStream) {
         this.blockingStream = false;
         this.stream.resumeReads();
@@ -66,6 +96,12 @@ export class EndpointConnection {
   write(data: Buffer): void {
     if (this.done) return;
     this.bytesToTarget += data.length;
+    if (this.window) {
+      // Flow control: a slow target costs only its own credit; the stream keeps flowing.
+      if (this.socket.write(data)) this.window.delivered(data.length);
+      else this.window.hold(data.length);
+      return;
+    }
     if (!this.socket.write(data) && !this.blockingStream) {
       this.blockingStream = true;
       this.stream.pauseReads();
@@ -77,7 +113,14 @@ export class EndpointConnection {
     if (this.done) return;
     this.serverEnded = true;
     this.socket.end();
-    if (this.targetEnded) this.finish('both sides finished', true);
+    if (this.targetEnded) {
+      this.finish('both sides finished', true);
+      return;
+    }
+    this.halfClosedTimer = setTimeout(() => {
+      this.finish('half-closed and the target silent', true);
+    }, HALF_CLOSED_IDLE_MS);
+    this.halfClosedTimer.unref();
   }
 
   /** CLOSE_REQ from the server, or the stream is gone: close without telling the server. */
@@ -88,6 +131,8 @@ export class EndpointConnection {
   private finish(reason: string, tellServer: boolean): void {
     if (this.done) return;
     this.done = true;
+    if (this.halfClosedTimer) clearTimeout(this.halfClosedTimer);
+    this.credit?.release();
     if (this.blockingStream) {
       this.blockingStream = false;
       this.stream.resumeReads();

@@ -12,13 +12,14 @@ import { PacketType, packets, packetTypeName, type Packet } from '../proto/packe
 import { decodePacket, encodePacket } from '../proto/codec.js';
 import { CONNECT_METHOD } from '../proto/services.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
+import { parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
 import { TARGET_DIAL_TIMEOUT_MS, dialErrorText, dialTarget, splitHostPort } from './target-dialer.js';
 
 /** The extensions this agent offers to the server. */
-const OFFERED = [Extension.halfClose];
+const OFFERED = [Extension.halfClose, Extension.flowControl];
 /** A server that does not answer with headers in this time is treated as unreachable. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
@@ -40,6 +41,7 @@ export interface ServerIdentity {
 export class ServerClient implements StreamSender {
   readonly connections = new Map<bigint, EndpointConnection>();
   halfClose = false;
+  flowControl = false;
   serverID = '';
   private readonly pendingDials = new Map<bigint, net.Socket>();
   private nextConnectID = 1n;
@@ -89,9 +91,9 @@ export class ServerClient implements StreamSender {
         clearTimeout(timer);
         this.serverID = headers.get(MetadataKey.serverID)[0]?.toString() ?? '';
         const count = Number.parseInt(headers.get(MetadataKey.serverCount)[0]?.toString() ?? '1', 10);
-        this.halfClose = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString()).has(
-          Extension.halfClose,
-        );
+        const accepted = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString());
+        this.halfClose = accepted.has(Extension.halfClose);
+        this.flowControl = accepted.has(Extension.flowControl);
         this.log = this.log.child({ serverID: this.serverID });
         resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
       });
@@ -160,8 +162,12 @@ export class ServerClient implements StreamSender {
           this.send(packets.closeResponse(p.connectID, 'unrecognized connectID'));
           return;
         }
-        if (this.halfClose && p.error === HALF_CLOSE_MARKER && p.data.length === 0) conn.endFromServer();
-        else if (p.data.length > 0) conn.write(p.data);
+        if (p.data.length > 0) conn.write(p.data);
+        else if (this.halfClose && p.error === HALF_CLOSE_MARKER) conn.endFromServer();
+        else if (this.flowControl) {
+          const credit = parseWindowUpdate(p);
+          if (credit !== undefined) conn.onWindowUpdate(credit);
+        }
         return;
       }
       case PacketType.DIAL_REQ:

@@ -1,108 +1,178 @@
-// `npm run bench`: server and agent as separate processes, a target on loopback, and our
-// figures beside plain loopback TCP to the same target, measured in the same run. A first
-// cut (the performance issue extends it): one-stream throughput and sequential dial rate.
-import net from 'node:net';
-import { mkdirSync, writeFileSync } from 'node:fs';
+// `npm run bench`: proxy-server, proxy-agent and the target each in a process of their own,
+// this process as the load client; every figure beside plain loopback TCP to the same target,
+// measured in the same run. Prints a table and writes bench/results/latest.json.
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { dial } from '../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
-import { LabTarget, deterministicChunks, readAllHash, writeAll, readAll } from '../test/support/targets.js';
+import { metric } from '../test/support/processes.js';
+import { waitFor } from '../test/support/wait.js';
+import * as s from './scenarios.js';
 
-const BYTES = 256 * 1024 * 1024;
-const DIALS = 400;
+const MB = 1024 * 1024;
+const BYTES = 256 * MB;
+const IDLE_CONNS = Number(process.env.BENCH_IDLE_CONNS ?? 10_000);
 
-type Dialer = (address: string) => Promise<Duplex>;
+function rssKiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
 
-const plainTcp: Dialer = (address) =>
-  new Promise((resolve, reject) => {
-    const [host, port] = address.split(':');
-    const s = net.connect({ host, port: Number(port), allowHalfOpen: true, noDelay: true }, () => resolve(s));
-    s.once('error', reject);
+async function startTarget(): Promise<{ address: string; stop: () => void }> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'target.js');
+  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((resolve) => {
+    createInterface({ input: child.stdout }).once('line', resolve);
   });
-
-async function download(d: Dialer, address: string): Promise<number> {
-  const s = await d(address);
-  const t0 = performance.now();
-  s.write(`download ${BYTES} 3\n`);
-  const got = await readAllHash(s);
-  const secs = (performance.now() - t0) / 1000;
-  s.destroy();
-  if (got.bytes !== BYTES) throw new Error(`short download: ${got.bytes}`);
-  return BYTES / 1e6 / secs;
+  return { address: `127.0.0.1:${port.trim()}`, stop: () => child.kill('SIGTERM') };
 }
 
-async function upload(d: Dialer, address: string): Promise<number> {
-  const s = await d(address);
-  const answer = readAll(s);
-  const t0 = performance.now();
-  s.write(`upload ${BYTES}\n`);
-  await writeAll(s, deterministicChunks(BYTES, 4));
-  await answer;
-  const secs = (performance.now() - t0) / 1000;
-  s.destroy();
-  return BYTES / 1e6 / secs;
+interface Figures {
+  downloadMBps: number;
+  uploadMBps: number;
+  sequential: s.Latency;
+  parallelDialsPerSec: number;
+  echo50: s.Latency;
+  echo1000: s.Latency;
+  rss?: {
+    serverIdleKiB: number;
+    agentIdleKiB: number;
+    serverKiBPerConn: number;
+    agentKiBPerConn: number;
+    conns: number;
+  };
+  fairness?: { otherMBps: number | null; peakRssMiB: number };
 }
 
-async function sequentialDials(
-  d: Dialer,
+async function common(d: s.Dialer, address: string): Promise<Figures> {
+  const downloadMBps = await s.download(d, address, BYTES);
+  const uploadMBps = await s.upload(d, address, BYTES);
+  const sequential = await s.sequentialDials(d, address, 500);
+  const parallelDialsPerSec = await s.parallelDials(d, address, 50, 2000);
+  const echo50 = await s.echoRoundTrips(d, address, 50, 3000);
+  const echo1000 = await s.echoRoundTrips(d, address, 1000, 3000);
+  return { downloadMBps, uploadMBps, sequential, parallelDialsPerSec, echo50, echo1000 };
+}
+
+/** RSS idle (measured at start) and the growth per idle open connection. */
+async function idleMemory(
+  c: Cluster,
+  d: s.Dialer,
   address: string,
-): Promise<{ rate: number; p50: number; p99: number }> {
-  const lat: number[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < DIALS; i++) {
-    const t = performance.now();
-    const s = await d(address);
-    const one = new Promise<void>((resolve) => s.once('data', () => resolve()));
-    s.write('echo\nx');
-    await one;
-    lat.push(performance.now() - t);
-    s.destroy();
+  idle: { server: number; agent: number },
+): Promise<Figures['rss']> {
+  const serverPid = c.server.proc.child.pid;
+  const agentPid = c.agent?.child.pid;
+  const serverBefore = rssKiB(serverPid);
+  const agentBefore = rssKiB(agentPid);
+  const open: Duplex[] = [];
+  for (let i = 0; i < IDLE_CONNS; i += 100) {
+    open.push(
+      ...(await Promise.all(Array.from({ length: Math.min(100, IDLE_CONNS - i) }, () => d(address)))),
+    );
   }
-  const secs = (performance.now() - t0) / 1000;
-  lat.sort((a, b) => a - b);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? 0;
-  return { rate: DIALS / secs, p50: q(0.5), p99: q(0.99) };
-}
-
-async function measure(d: Dialer, address: string) {
+  await waitFor(
+    'idle connections established',
+    async () =>
+      (await metric(c.server.adminPort, 'konnectivity_network_proxy_server_established_connections')) >=
+      IDLE_CONNS,
+    60_000,
+  );
+  const serverKiB = rssKiB(serverPid);
+  const agentKiB = rssKiB(agentPid);
+  for (const sock of open) sock.destroy();
+  await waitFor(
+    'idle connections closed',
+    async () =>
+      (await metric(c.server.adminPort, 'konnectivity_network_proxy_server_established_connections')) === 0,
+    60_000,
+  );
   return {
-    downloadMBps: await download(d, address),
-    uploadMBps: await upload(d, address),
-    dials: await sequentialDials(d, address),
+    serverIdleKiB: idle.server,
+    agentIdleKiB: idle.agent,
+    serverKiBPerConn: (serverKiB - serverBefore) / IDLE_CONNS,
+    agentKiBPerConn: (agentKiB - agentBefore) / IDLE_CONNS,
+    conns: IDLE_CONNS,
   };
 }
 
-const target = await new LabTarget('bench').start();
-const results: Record<string, Awaited<ReturnType<typeof measure>>> = {};
-const clusters: Cluster[] = [];
+/** One connection whose reader stalls, another moving 256 MiB through the same agent. */
+async function fairness(c: Cluster, d: s.Dialer, address: string): Promise<Figures['fairness']> {
+  const stalled = await d(address);
+  stalled.pause();
+  stalled.write(`source ${4 * 1024 * MB}\n`);
+  let peak = 0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, rssKiB(c.server.proc.child.pid) + rssKiB(c.agent?.child.pid));
+  }, 50);
+  try {
+    // null: the other connection stalled behind the first (upstream behaviour).
+    const otherMBps = await Promise.race([
+      s.download(d, address, BYTES),
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 30_000).unref()),
+    ]);
+    return { otherMBps, peakRssMiB: peak / 1024 };
+  } finally {
+    clearInterval(sampler);
+    stalled.destroy();
+  }
+}
+
+const target = await startTarget();
+const results: Record<string, Figures> = {};
 try {
   for (const mode of ['grpc', 'http-connect'] as const) {
-    const c = await startCluster(mode, 'uds', { serverArgs: ['-v=0'] });
-    clusters.push(c);
-    results[`${mode} (UDS)`] = await measure((a) => dial(c.frontend, a), target.address);
-    await c.stop();
+    const c = await startCluster(mode, 'uds');
+    try {
+      const d: s.Dialer = (a) => dial(c.frontend, a);
+      const idle = { server: rssKiB(c.server.proc.child.pid), agent: rssKiB(c.agent?.child.pid) };
+      const f = await common(d, target.address);
+      f.fairness = await fairness(c, d, target.address);
+      f.rss = await idleMemory(c, d, target.address, idle);
+      results[`${mode} (UDS)`] = f;
+    } finally {
+      await c.stop();
+    }
   }
-  results['plain loopback TCP'] = await measure(plainTcp, target.address);
+  results['plain loopback TCP'] = await common(s.plainTcp, target.address);
 } finally {
-  await Promise.all(clusters.map((c) => c.stop()));
-  await target.stop();
+  target.stop();
 }
 
 const cols = Object.keys(results);
-const row = (name: string, f: (r: Awaited<ReturnType<typeof measure>>) => string) =>
-  `| ${name} | ${cols.map((c) => f(results[c] as Awaited<ReturnType<typeof measure>>)).join(' | ')} |`;
-const lines = [
+const fmt = (n: number, digits = 0) => n.toFixed(digits);
+const row = (name: string, f: (r: Figures) => string) =>
+  `| ${name} | ${cols.map((c) => f(results[c] as Figures)).join(' | ')} |`;
+const lat = (l: s.Latency) => `${fmt(l.perSecond)}/s, p50 ${fmt(l.p50, 2)} ms, p99 ${fmt(l.p99, 2)} ms`;
+const table = [
   `| figure | ${cols.join(' | ')} |`,
   `|---|${cols.map(() => '---').join('|')}|`,
-  row('one stream, download (MB/s)', (r) => r.downloadMBps.toFixed(0)),
-  row('one stream, upload (MB/s)', (r) => r.uploadMBps.toFixed(0)),
-  row(`sequential dials (dial, 1-byte echo, close) /s`, (r) => r.dials.rate.toFixed(0)),
-  row('  dial+echo latency p50 / p99 (ms)', (r) => `${r.dials.p50.toFixed(2)} / ${r.dials.p99.toFixed(2)}`),
+  row('one stream, download MB/s', (r) => fmt(r.downloadMBps)),
+  row('one stream, upload MB/s', (r) => fmt(r.uploadMBps)),
+  row('sequential dials (dial, 1-byte echo, close)', (r) => lat(r.sequential)),
+  row('50-way parallel dials /s', (r) => fmt(r.parallelDialsPerSec)),
+  row('1 KiB echo round trips, 50 connections', (r) => lat(r.echo50)),
+  row('1 KiB echo round trips, 1000 connections', (r) => lat(r.echo1000)),
+  row('RSS idle, server / agent (MiB)', (r) =>
+    r.rss ? `${fmt(r.rss.serverIdleKiB / 1024)} / ${fmt(r.rss.agentIdleKiB / 1024)}` : '-',
+  ),
+  row(`KiB per idle open connection (${IDLE_CONNS}), server / agent`, (r) =>
+    r.rss ? `${fmt(r.rss.serverKiBPerConn, 1)} / ${fmt(r.rss.agentKiBPerConn, 1)}` : '-',
+  ),
+  row('fairness: 256 MiB beside a stalled reader, MB/s', (r) =>
+    r.fairness ? (r.fairness.otherMBps === null ? 'stalled' : fmt(r.fairness.otherMBps)) : '-',
+  ),
+  row('fairness: peak RSS server + agent (MiB)', (r) => (r.fairness ? fmt(r.fairness.peakRssMiB) : '-')),
 ];
-process.stdout.write(lines.join('\n') + '\n');
+process.stdout.write(table.join('\n') + '\n');
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/latest.json',
-  JSON.stringify({ when: new Date().toISOString(), bytes: BYTES, dials: DIALS, results }, null, 2),
+  JSON.stringify({ when: new Date().toISOString(), node: process.version, bytes: BYTES, results }, null, 2),
 );
 process.exit(0);

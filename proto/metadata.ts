@@ -25,6 +25,8 @@ export const Extension = {
    * or at CLOSE_REQ/CLOSE_RSP as usual.
    */
   halfClose: 'half-close',
+  /** Per-connection credit on the shared agent stream: see flow-control.ts. */
+  flowControl: 'flow-control',
 } as const;
 
 export const HALF_CLOSE_MARKER = 'EOF';

@@ -10,7 +10,7 @@ import { Backend, type AgentStream } from './backend.js';
 import type { BackendManager } from './backend-manager.js';
 
 /** The extensions this server implements, offered to agents that ask. */
-const SUPPORTED = new Set<string>([Extension.halfClose]);
+const SUPPORTED = new Set<string>([Extension.halfClose, Extension.flowControl]);
 
 export interface AgentServiceOptions {
   serverID: string;

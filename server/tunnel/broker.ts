@@ -4,6 +4,7 @@
 import { random63 } from '../../proto/random.js';
 import { PacketType, packets, packetTypeName, type Packet } from '../../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../../proto/metadata.js';
+import { parseWindowUpdate } from '../../proto/flow-control.js';
 import { ErrorCode, TunnelError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Backend } from '../backend/backend.js';
@@ -134,6 +135,10 @@ export class TunnelBroker implements ConnectionOwner {
         }
         if (packet.error === HALF_CLOSE_MARKER && packet.data.length === 0 && conn.halfCloseSupported) {
           conn.onAgentEnd();
+        } else if (packet.error !== '' && conn.flowControlled) {
+          const credit = parseWindowUpdate(packet);
+          if (credit !== undefined) conn.onWindowUpdate(credit);
+          else conn.onAgentData(packet.data);
         } else {
           conn.onAgentData(packet.data);
         }

@@ -3,6 +3,7 @@
 // and the close handshake.
 import { packets } from '../../proto/packet.js';
 import { Extension, HALF_CLOSE_MARKER } from '../../proto/metadata.js';
+import { ReceiveWindow, SendCredit, windowUpdate } from '../../proto/flow-control.js';
 import type { Backend } from '../backend/backend.js';
 import type { FrontendSink } from './frontend-sink.js';
 
@@ -22,6 +23,9 @@ export class TunnelConnection {
   private blockingAgent = false;
   private stalledSince = 0;
   private closeTimer: NodeJS.Timeout | undefined;
+  /** Set when the agent negotiated per-connection flow control. */
+  private readonly credit: SendCredit | undefined;
+  private readonly window: ReceiveWindow | undefined;
 
   constructor(
     private readonly owner: ConnectionOwner,
@@ -30,7 +34,14 @@ export class TunnelConnection {
     readonly frontend: FrontendSink,
     readonly address: string,
     readonly dialedAt: number,
-  ) {}
+  ) {
+    if (backend.supports(Extension.flowControl)) {
+      this.credit = new SendCredit();
+      this.window = new ReceiveWindow((bytes) => {
+        if (this.state !== 'closed') this.backend.send(windowUpdate(this.connectID, bytes));
+      });
+    }
+  }
 
   get isOpen(): boolean {
     return this.state === 'open';
@@ -38,6 +49,10 @@ export class TunnelConnection {
 
   private isOpenOrClosing(): boolean {
     return this.state !== 'closed';
+  }
+
+  get flowControlled(): boolean {
+    return this.credit !== undefined;
   }
 
   get halfCloseSupported(): boolean {
@@ -50,11 +65,20 @@ export class TunnelConnection {
   write(data: Buffer): boolean {
     if (this.state !== 'open' || this.frontendEnded) return true;
     this.bytesToAgent += data.length;
-    return this.backend.send(packets.data(this.connectID, data));
+    const streamOk = this.backend.send(packets.data(this.connectID, data));
+    const creditOk = this.credit ? this.credit.consume(data.length) : true;
+    return streamOk && creditOk;
   }
 
+  /** Calls `fn` once this connection may send again: credit left and the stream not congested. */
   whenWritable(fn: () => void): void {
-    this.backend.whenWritable(fn);
+    if (this.credit) this.credit.whenAvailable(() => this.backend.whenWritable(fn));
+    else this.backend.whenWritable(fn);
+  }
+
+  /** Credit returned by the agent (flow-control extension). */
+  onWindowUpdate(bytes: number): void {
+    this.credit?.grant(bytes);
   }
 
   /** The client finished sending. Half-close where the agent supports it, else close (upstream). */
@@ -86,6 +110,7 @@ export class TunnelConnection {
 
   /** The frontend can take data again after deliver() returned false. */
   frontendDrained(): void {
+    this.window?.drained();
     if (!this.blockingAgent) return;
     this.blockingAgent = false;
     this.owner.observeFrontendStall((performance.now() - this.stalledSince) / 1000);
@@ -97,6 +122,12 @@ export class TunnelConnection {
   onAgentData(data: Buffer): void {
     if (this.state === 'closed') return;
     this.bytesFromAgent += data.length;
+    if (this.window) {
+      // Flow control: a slow client costs only its own credit; the stream keeps flowing.
+      if (this.frontend.deliver(data)) this.window.delivered(data.length);
+      else this.window.hold(data.length);
+      return;
+    }
     // deliver() may close the connection re-entrantly: read the state again after it.
     if (!this.frontend.deliver(data) && !this.blockingAgent && this.isOpenOrClosing()) {
       // Upstream protocol: one stream for all of this agent's connections, so a client
@@ -121,6 +152,7 @@ export class TunnelConnection {
   private finish(reason: string): void {
     this.state = 'closed';
     if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.credit?.release();
     if (this.blockingAgent) {
       this.blockingAgent = false;
       this.backend.resumeReads();

@@ -84,6 +84,31 @@ describe('with a scripted agent', () => {
     );
   });
 
+  it('sends an agent that offered no extension plain upstream packets only', async () => {
+    const dialing = dial(cluster.frontend, 'node-4.invalid:80');
+    const req = await inbox.next();
+    assert.ok(req.type === PacketType.DIAL_REQ);
+    stream.write(packets.dialResponse(req.random, 4n));
+    const sock = await dialing;
+    // Lots of data from the agent: an extension peer would return credit (WINDOW packets).
+    for (let i = 0; i < 64; i++) stream.write(packets.data(4n, Buffer.alloc(64 * 1024, i)));
+    let received = 0;
+    sock.on('data', (c: Buffer) => (received += c.length));
+    await waitFor('all agent data delivered', () => received === 64 * 64 * 1024);
+    // The client finishes sending: an extension peer would get an EOF marker, this one CLOSE_REQ.
+    sock.write('request');
+    sock.end();
+    const data = await inbox.next();
+    assert.ok(data.type === PacketType.DATA && data.error === '' && data.data.toString() === 'request');
+    const close = await inbox.next();
+    assert.ok(
+      close.type === PacketType.CLOSE_REQ && close.connectID === 4n,
+      `got ${JSON.stringify(close.type)}`,
+    );
+    stream.write(packets.closeResponse(4n));
+    sock.destroy();
+  });
+
   it('a client that aborts a pending dial sends DIAL_CLS, which reaches the agent', async () => {
     const abort = new AbortController();
     const dialing = dial(cluster.frontend, 'node-2.invalid:443', { signal: abort.signal });

@@ -26,6 +26,13 @@ export function hashOf(total: number, seed: number): string {
   return h.digest('hex');
 }
 
+const FILLER = Buffer.alloc(CHUNK, 0x5a);
+
+/** `total` bytes of a constant chunk: for throughput runs, where generating data would cost. */
+export function* repeatChunks(total: number): Generator<Buffer> {
+  for (let left = total; left > 0; left -= CHUNK) yield left >= CHUNK ? FILLER : FILLER.subarray(0, left);
+}
+
 /** Writes a generator to a stream with backpressure. */
 export async function writeAll(stream: Duplex | net.Socket, chunks: Iterable<Buffer>): Promise<void> {
   for (const c of chunks) {
@@ -73,6 +80,7 @@ export function readAll(stream: Duplex | net.Socket): Promise<Buffer> {
  * Lab target. First line selects the behaviour:
  *   "download <bytes> <seed>": sends that deterministic stream, then ends;
  *   "upload <bytes>": hashes what follows and answers its sha256 after <bytes> bytes;
+ *   "source <bytes>" / "sink <bytes>": the same without generating or hashing (benchmarks);
  *   "echo": echoes until the client ends, then ends (half-close friendly);
  *   "id": answers the target's name.
  * Anything else: an HTTP/1.1 response naming the target.
@@ -135,6 +143,24 @@ export class LabTarget {
         };
         if (rest.length) take(rest);
         if (got < want) s.on('data', take);
+      } else if (cmd === 'source') {
+        // Cheap bytes for benchmarks: no generation cost on the target.
+        void writeAll(s, repeatChunks(Number(a))).then(
+          () => s.end(),
+          () => s.destroy(),
+        );
+      } else if (cmd === 'sink') {
+        const want = Number(a);
+        let got = rest.length;
+        const take = (c: Buffer) => {
+          got += c.length;
+          if (got >= want) {
+            s.off('data', take);
+            s.end('ok\n');
+          }
+        };
+        if (got >= want) s.end('ok\n');
+        else s.on('data', take);
       } else if (cmd === 'echo') {
         if (rest.length) s.write(rest);
         s.pipe(s);
@@ -148,6 +174,10 @@ export class LabTarget {
       }
     };
     s.on('data', onData);
+    // Like a real server: a client that leaves before asking anything is closed on.
+    s.once('end', () => {
+      if (s.listenerCount('data') > 0 && head.indexOf('\n') < 0) s.end();
+    });
   }
 }
 
