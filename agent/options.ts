@@ -59,6 +59,11 @@ export const agentFlags = {
     default: 3_600_000,
     help: 'gRPC keepalive ping interval towards the server (upstream default; an upstream server refuses frequent pings)',
   },
+  'server-window-size': {
+    kind: 'int',
+    default: 16 * 1024 * 1024,
+    help: "ours: HTTP/2 receive window (bytes) of the stream to each server, stream and connection (Node's default 64 KiB caps throughput at window/RTT)",
+  },
   'service-account-token-path': {
     kind: 'string',
     default: '',
@@ -150,6 +155,9 @@ export function agentConfigFromFlags(
       `sync interval ${v['sync-interval']}ms must be less than sync interval cap ${v['sync-interval-cap']}ms`,
     );
   }
+  if (v['server-window-size'] < 65_535 || v['server-window-size'] > 2 ** 31 - 1) {
+    throw new FlagError('--server-window-size must be between 65535 and 2147483647 bytes');
+  }
   checkAgentIdentifiers(v['agent-identifiers'], log);
   const config: ProxyAgentConfig = {
     agentID: v['agent-id'] || env.PROXY_AGENT_ID || randomUUID(),
@@ -159,6 +167,7 @@ export function agentConfigFromFlags(
     syncIntervalMs: v['sync-interval'],
     syncIntervalCapMs: v['sync-interval-cap'],
     keepaliveTimeMs: v['keepalive-time'],
+    windowBytes: v['server-window-size'],
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },
     log,

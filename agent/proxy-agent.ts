@@ -20,6 +20,8 @@ export interface ProxyAgentConfig {
   syncIntervalMs: number;
   syncIntervalCapMs: number;
   keepaliveTimeMs: number;
+  /** HTTP/2 receive window towards each server (stream and connection); default 16 MiB. */
+  windowBytes?: number;
   health?: { host: string; port: number };
   admin?: { host: string; port: number };
   log: Logger;
@@ -41,6 +43,7 @@ export class ProxyAgent {
     const channelOptions: ChannelOptions = {
       'grpc.keepalive_time_ms': config.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': 10_000,
+      'grpc-node.flow_control_window': config.windowBytes ?? 16 * 1024 * 1024,
       // Each connection attempt gets a fresh channel: never share subchannels between them.
       'grpc.use_local_subchannel_pool': 1,
     };

@@ -73,6 +73,16 @@ export const serverFlags = {
     default: 20_000,
     help: 'ours: on SIGTERM, how long open connections may finish before exit (upstream 0)',
   },
+  'agent-window-size': {
+    kind: 'int',
+    default: 16 * 1024 * 1024,
+    help: "ours: HTTP/2 receive window (bytes) of each agent stream, which carries all of that agent's connections; its HTTP/2 connection gets twice that (Node's default 64 KiB caps throughput at window/RTT)",
+  },
+  'frontend-window-size': {
+    kind: 'int',
+    default: 4 * 1024 * 1024,
+    help: 'ours: HTTP/2 receive window (bytes) of each gRPC frontend stream',
+  },
   'server-id': {
     kind: 'string',
     default: '',
@@ -181,6 +191,10 @@ export function serverConfigFromFlags(
   for (const p of ['server-port', 'agent-port', 'health-port', 'admin-port'] as const) checkPort(p, v[p]);
   pair('server-cert', v['server-cert'], 'server-key', v['server-key']);
   pair('cluster-cert', v['cluster-cert'], 'cluster-key', v['cluster-key']);
+  for (const w of ['agent-window-size', 'frontend-window-size'] as const) {
+    if (v[w] < 65_535 || v[w] > 2 ** 31 - 1)
+      throw new FlagError(`--${w} must be between 65535 and 2147483647 bytes`);
+  }
   if (v['server-count'] < 1)
     throw new FlagError(`--server-count must be at least 1, not ${v['server-count']}`);
   for (const d of [
@@ -262,6 +276,8 @@ export function serverConfigFromFlags(
     frontendKeepaliveTimeMs: v['frontend-keepalive-time'],
     backendDialTimeoutMs: v['backend-dial-timeout'],
     gracefulShutdownTimeoutMs: v['graceful-shutdown-timeout'],
+    agentWindowBytes: v['agent-window-size'],
+    frontendWindowBytes: v['frontend-window-size'],
     log,
   };
 }

@@ -40,6 +40,10 @@ export interface ProxyServerConfig {
   admin?: { host: string; port: number };
   keepaliveTimeMs: number;
   frontendKeepaliveTimeMs: number;
+  /** HTTP/2 receive window of each agent stream (its connection gets twice that). */
+  agentWindowBytes?: number;
+  /** HTTP/2 receive window of each gRPC frontend stream. */
+  frontendWindowBytes?: number;
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
   log: Logger;
@@ -60,6 +64,8 @@ export interface ServerAddresses {
 }
 
 const KEEPALIVE_TIMEOUT_MS = 10_000;
+export const DEFAULT_AGENT_WINDOW = 16 * 1024 * 1024;
+export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
 
 export class ProxyServer {
   readonly metrics: ServerMetrics;
@@ -88,7 +94,9 @@ export class ProxyServer {
     };
     this.grpcFrontendServer = new GrpcServer(frontendOptions);
     this.grpcFrontendServer.addService(proxyServiceDefinition, {
-      Proxy: new GrpcFrontend(this.broker, this.metrics, this.log.child({ part: 'grpc-frontend' })).handle,
+      Proxy: new GrpcFrontend(this.broker, this.metrics, this.log.child({ part: 'grpc-frontend' }), {
+        windowBytes: config.frontendWindowBytes ?? DEFAULT_FRONTEND_WINDOW,
+      }).handle,
     });
     this.agentServer = new GrpcServer({
       'grpc.keepalive_time_ms': config.keepaliveTimeMs,
@@ -103,6 +111,7 @@ export class ProxyServer {
         {
           serverID: config.serverID,
           serverCount: config.serverCount,
+          windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
         },
       ).handle,
     });

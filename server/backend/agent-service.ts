@@ -7,6 +7,7 @@ import type { Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { TunnelBroker } from '../tunnel/broker.js';
 import { Backend, type AgentStream } from './backend.js';
+import { widenReceiveWindows } from '../http2-windows.js';
 import type { BackendManager } from './backend-manager.js';
 
 /** The extensions this server implements, offered to agents that ask. */
@@ -15,6 +16,7 @@ const SUPPORTED = new Set<string>([Extension.halfClose, Extension.flowControl]);
 export interface AgentServiceOptions {
   serverID: string;
   serverCount: number;
+  windowBytes: number;
 }
 
 export class AgentService {
@@ -34,6 +36,11 @@ export class AgentService {
       this.log.warn({ peer }, 'agent stream refused: no agentID metadata');
       stream.emit('error', { code: status.INVALID_ARGUMENT, details: 'agentID metadata is required' });
       return;
+    }
+    if (!widenReceiveWindows(stream, this.options.windowBytes)) {
+      this.log.warn(
+        'cannot reach the HTTP/2 session of the agent stream: its receive window stays at 64 KiB',
+      );
     }
     const requested = parseExtensions(stream.metadata.get(MetadataKey.extensions)[0]?.toString());
     const accepted = new Set([...requested].filter((e) => SUPPORTED.has(e)));

@@ -10,6 +10,7 @@ import type { DialHandle, TunnelBroker } from '../tunnel/broker.js';
 import type { FrontendSink } from '../tunnel/frontend-sink.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
+import { widenReceiveWindows } from '../http2-windows.js';
 
 export type ProxyCall = ServerDuplexStream<Packet, Packet>;
 
@@ -20,9 +21,15 @@ export class GrpcFrontend {
     private readonly broker: TunnelBroker,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
+    private readonly options: { windowBytes: number },
   ) {}
 
   readonly handle = (call: ProxyCall): void => {
+    if (!widenReceiveWindows(call, this.options.windowBytes)) {
+      this.log.warn(
+        'cannot reach the HTTP/2 session of a frontend stream: its receive window stays at 64 KiB',
+      );
+    }
     new ProxyStream(call, this.broker, this.metrics, this.log.child({ stream: nextStreamSeq++ })).start();
   };
 }

@@ -74,7 +74,9 @@ export function spawnBin(
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Proc {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', `${bin}.js`), ...args], {
+  // KNP_NODE_ARGS: extra node flags for the children, e.g. "--cpu-prof" when profiling.
+  const nodeArgs = (process.env.KNP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin', `${bin}.js`), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
