@@ -13,7 +13,10 @@ import { hideKnownWarnings } from '../common/process-warnings.js';
 hideKnownWarnings();
 
 const RUN_DIR = resolve('run');
-const HTTP_CONNECT_PORT = Number(process.env.KNP_HTTP_CONNECT_PORT ?? 8090);
+// KNP_LOCAL_PORTS=0 picks free ports for everything (the smoke test does); otherwise the
+// upstream defaults: 8090 HTTP CONNECT, 8091 agents, 8092/8095 server health/metrics, 8093/8094 agent.
+const ephemeral = process.env.KNP_LOCAL_PORTS === '0';
+const port = (n: number) => (ephemeral ? 0 : n);
 const log = createLogger({ component: 'konnectivity-local', level: process.env.KNP_LOG_LEVEL ?? 'warn' });
 
 const files = writePki(await createPki(), resolve(RUN_DIR, 'pki'));
@@ -36,11 +39,11 @@ const server = new ProxyServer({
   serverCount: 1,
   frontends: [
     { mode: 'grpc', uds: udsPath, udsMode: 0o600, deleteExistingUds: true },
-    { mode: 'http-connect', host: '127.0.0.1', port: HTTP_CONNECT_PORT, tls: { ...tls, ca } },
+    { mode: 'http-connect', host: '127.0.0.1', port: port(8090), tls: { ...tls, ca } },
   ],
-  agent: { host: '127.0.0.1', port: 8091, tls: { ...tls, ca } },
-  health: { host: '127.0.0.1', port: 8092 },
-  admin: { host: '127.0.0.1', port: 8095 },
+  agent: { host: '127.0.0.1', port: port(8091), tls: { ...tls, ca } },
+  health: { host: '127.0.0.1', port: port(8092) },
+  admin: { host: '127.0.0.1', port: port(8095) },
   keepaliveTimeMs: 15_000,
   frontendKeepaliveTimeMs: 15_000,
   backendDialTimeoutMs: 10_000,
@@ -63,26 +66,27 @@ const agent = new ProxyAgent({
   syncIntervalMs: 500,
   syncIntervalCapMs: 5000,
   keepaliveTimeMs: 3_600_000,
-  health: { host: '127.0.0.1', port: 8093 },
-  admin: { host: '127.0.0.1', port: 8094 },
+  health: { host: '127.0.0.1', port: port(8093) },
+  admin: { host: '127.0.0.1', port: port(8094) },
   log: log.child({ component: 'proxy-agent' }),
 });
-await agent.start();
+const agentPorts = await agent.start();
 while (!server.readiness().ok) await new Promise((r) => setTimeout(r, 50));
 
 const rel = (p: string) => p.replace(process.cwd() + '/', '');
+const connectPort = bound.frontends.find((f) => f.mode === 'http-connect')?.port ?? 0;
 process.stdout.write(`
 konnectivity-ts is running: a proxy-server and one proxy-agent, on loopback.
 
-  HTTP CONNECT frontend  https://127.0.0.1:${HTTP_CONNECT_PORT}  (mTLS, certificates in ${rel(files.dir)}/)
+  HTTP CONNECT frontend  https://127.0.0.1:${connectPort}  (mTLS, certificates in ${rel(files.dir)}/)
   gRPC frontend          unix:${rel(udsPath)}  (what kube-apiserver's egress selector uses)
   agent port             127.0.0.1:${bound.agentPort}
   server health          http://127.0.0.1:${bound.healthPort ?? 0}/readyz   metrics http://127.0.0.1:${bound.adminPort ?? 0}/metrics
-  agent health           http://127.0.0.1:8093/readyz   metrics http://127.0.0.1:8093/metrics
+  agent health           http://127.0.0.1:${agentPorts.healthPort ?? 0}/readyz   metrics http://127.0.0.1:${agentPorts.healthPort ?? 0}/metrics
 
 Reach the demo target (a web server on 127.0.0.1:${targetPort}) through the tunnel:
 
-  curl -p --proxy https://127.0.0.1:${HTTP_CONNECT_PORT} --proxy-cacert ${rel(files.ca)} \\
+  curl -p --proxy https://127.0.0.1:${connectPort} --proxy-cacert ${rel(files.ca)} \\
        --proxy-cert ${rel(files.clientCert)} --proxy-key ${rel(files.clientKey)} http://127.0.0.1:${targetPort}/
 
 Any host:port the agent can reach works the same way. Ctrl-C stops everything.
