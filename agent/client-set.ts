@@ -12,6 +12,7 @@ export interface ClientSetConfig {
   channelOptions: ChannelOptions;
   agentID: string;
   agentIdentifiers: string;
+  connectionWindow: number;
   syncIntervalMs: number;
   syncIntervalCapMs: number;
   log: Logger;
@@ -61,6 +62,7 @@ export class ClientSet {
       channelOptions: config.channelOptions,
       agentID: config.agentID,
       agentIdentifiers: config.agentIdentifiers,
+      connectionWindow: config.connectionWindow,
       log: config.log,
       metrics: config.metrics,
     });

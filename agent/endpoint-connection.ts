@@ -11,6 +11,7 @@ import type { Logger } from '../common/log.js';
 export interface StreamSender {
   readonly halfClose: boolean;
   readonly flowControl: boolean;
+  readonly windows: { readonly local: number; readonly peer: number };
   send(packet: Packet): boolean;
   whenWritable(fn: () => void): void;
   pauseReads(): void;
@@ -43,8 +44,8 @@ export class EndpointConnection {
     private readonly log: Logger,
   ) {
     if (stream.flowControl) {
-      this.credit = new SendCredit();
-      this.window = new ReceiveWindow((bytes) => {
+      this.credit = new SendCredit(stream.windows.peer);
+      this.window = new ReceiveWindow(stream.windows.local, (bytes) => {
         if (!this.done) this.stream.send(windowUpdate(this.connectID, bytes));
       });
     }

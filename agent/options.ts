@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseFlags, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
+import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import type { ProxyAgentConfig } from './proxy-agent.js';
@@ -63,6 +64,11 @@ export const agentFlags = {
     kind: 'int',
     default: 16 * 1024 * 1024,
     help: "ours: HTTP/2 receive window (bytes) of the stream to each server, stream and connection (Node's default 64 KiB caps throughput at window/RTT)",
+  },
+  'connection-window-size': {
+    kind: 'int',
+    default: 8 * 1024 * 1024,
+    help: 'ours: per-connection flow-control window (bytes) granted to our servers: one connection moves at most this per round trip, and a target that stops reading holds at most this',
   },
   'service-account-token-path': {
     kind: 'string',
@@ -158,6 +164,9 @@ export function agentConfigFromFlags(
   if (v['server-window-size'] < 65_535 || v['server-window-size'] > 2 ** 31 - 1) {
     throw new FlagError('--server-window-size must be between 65535 and 2147483647 bytes');
   }
+  if (!isValidConnectionWindow(v['connection-window-size'])) {
+    throw new FlagError('--connection-window-size must be between 65536 and 1073741824 bytes');
+  }
   checkAgentIdentifiers(v['agent-identifiers'], log);
   const config: ProxyAgentConfig = {
     agentID: v['agent-id'] || env.PROXY_AGENT_ID || randomUUID(),
@@ -168,6 +177,7 @@ export function agentConfigFromFlags(
     syncIntervalCapMs: v['sync-interval-cap'],
     keepaliveTimeMs: v['keepalive-time'],
     windowBytes: v['server-window-size'],
+    connectionWindowBytes: v['connection-window-size'],
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },
     log,

@@ -7,6 +7,7 @@ import { createRegistry } from '../common/metrics.js';
 import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
 import { AgentMetrics } from './metrics.js';
 import { ClientSet } from './client-set.js';
+import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 
 export interface ProxyAgentConfig {
   agentID: string;
@@ -22,6 +23,8 @@ export interface ProxyAgentConfig {
   keepaliveTimeMs: number;
   /** HTTP/2 receive window towards each server (stream and connection); default 16 MiB. */
   windowBytes?: number;
+  /** flow-control extension: the window granted to servers per connection; default 8 MiB. */
+  connectionWindowBytes?: number;
   health?: { host: string; port: number };
   admin?: { host: string; port: number };
   log: Logger;
@@ -54,6 +57,7 @@ export class ProxyAgent {
       channelOptions,
       agentID: config.agentID,
       agentIdentifiers: config.agentIdentifiers,
+      connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
       syncIntervalMs: config.syncIntervalMs,
       syncIntervalCapMs: config.syncIntervalCapMs,
       log: config.log,

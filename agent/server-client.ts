@@ -12,7 +12,7 @@ import { PacketType, packets, packetTypeName, type Packet } from '../proto/packe
 import { decodePacket, encodePacket } from '../proto/codec.js';
 import { CONNECT_METHOD } from '../proto/services.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
-import { parseWindowUpdate } from '../proto/flow-control.js';
+import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
@@ -29,6 +29,8 @@ export interface ServerClientConfig {
   channelOptions: ChannelOptions;
   agentID: string;
   agentIdentifiers: string;
+  /** flow-control: the window we grant the server per connection. */
+  connectionWindow: number;
   log: Logger;
   metrics: AgentMetrics;
 }
@@ -42,6 +44,8 @@ export class ServerClient implements StreamSender {
   readonly connections = new Map<bigint, EndpointConnection>();
   halfClose = false;
   flowControl = false;
+  /** flow-control windows per connection: what we grant, and what the server granted us. */
+  readonly windows = { local: 0, peer: 0 };
   serverID = '';
   private readonly pendingDials = new Map<bigint, net.Socket>();
   private nextConnectID = 1n;
@@ -66,6 +70,8 @@ export class ServerClient implements StreamSender {
     md.set(MetadataKey.agentID, config.agentID);
     md.set(MetadataKey.agentIdentifiers, config.agentIdentifiers);
     md.set(MetadataKey.extensions, OFFERED.join(','));
+    md.set(MetadataKey.connectionWindow, String(config.connectionWindow));
+    this.windows.local = config.connectionWindow;
     const stream = client.makeBidiStreamRequest<Packet, Packet>(
       CONNECT_METHOD,
       encodePacket,
@@ -94,6 +100,7 @@ export class ServerClient implements StreamSender {
         const accepted = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString());
         this.halfClose = accepted.has(Extension.halfClose);
         this.flowControl = accepted.has(Extension.flowControl);
+        this.windows.peer = parseConnectionWindow(headers.get(MetadataKey.connectionWindow)[0]?.toString());
         this.log = this.log.child({ serverID: this.serverID });
         resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
       });

@@ -11,6 +11,8 @@ import { dial } from '../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
 import { metric } from '../test/support/processes.js';
 import { waitFor } from '../test/support/wait.js';
+import { DelayProxy } from '../test/support/delay-proxy.js';
+import { waitReady } from '../test/support/processes.js';
 import * as s from './scenarios.js';
 
 const MB = 1024 * 1024;
@@ -47,6 +49,43 @@ interface Figures {
     conns: number;
   };
   fairness?: { otherMBps: number | null; peakRssMiB: number };
+  /** One stream through a link that delays each direction by rtt/2, by round trip in ms. */
+  delayed?: Record<number, { downloadMBps: number; uploadMBps: number }>;
+}
+
+const DELAYED_BYTES = 128 * MB;
+const RTTS = [10, 50];
+
+/** The tunnel with the agent `rtt` ms (round trip) away from the server. */
+async function tunnelAcross(mode: 'grpc' | 'http-connect', rtt: number, address: string) {
+  const c = await startCluster(mode, 'uds', { agents: 0 });
+  const delay = await new DelayProxy(c.server.agentPort, rtt / 2).start();
+  try {
+    await c.startAgent([`--proxy-server-port=${delay.port}`]);
+    await waitReady(c.server);
+    const d: s.Dialer = (a) => dial(c.frontend, a);
+    return {
+      downloadMBps: await s.download(d, address, DELAYED_BYTES),
+      uploadMBps: await s.upload(d, address, DELAYED_BYTES),
+    };
+  } finally {
+    await c.stop();
+    await delay.stop();
+  }
+}
+
+/** Plain TCP to the target through the same kind of delay. */
+async function tcpAcross(rtt: number, address: string) {
+  const delay = await new DelayProxy(Number(address.split(':')[1]), rtt / 2).start();
+  try {
+    const via = `127.0.0.1:${delay.port}`;
+    return {
+      downloadMBps: await s.download(s.plainTcp, via, DELAYED_BYTES),
+      uploadMBps: await s.upload(s.plainTcp, via, DELAYED_BYTES),
+    };
+  } finally {
+    await delay.stop();
+  }
 }
 
 async function common(d: s.Dialer, address: string): Promise<Figures> {
@@ -138,8 +177,14 @@ try {
     } finally {
       await c.stop();
     }
+    const f = results[`${mode} (UDS)`] as Figures;
+    f.delayed = {};
+    for (const rtt of RTTS) f.delayed[rtt] = await tunnelAcross(mode, rtt, target.address);
   }
-  results['plain loopback TCP'] = await common(s.plainTcp, target.address);
+  const tcp = await common(s.plainTcp, target.address);
+  tcp.delayed = {};
+  for (const rtt of RTTS) tcp.delayed[rtt] = await tcpAcross(rtt, target.address);
+  results['plain loopback TCP'] = tcp;
 } finally {
   target.stop();
 }
@@ -168,6 +213,14 @@ const table = [
     r.fairness ? (r.fairness.otherMBps === null ? 'stalled' : fmt(r.fairness.otherMBps)) : '-',
   ),
   row('fairness: peak RSS server + agent (MiB)', (r) => (r.fairness ? fmt(r.fairness.peakRssMiB) : '-')),
+  ...RTTS.flatMap((rtt) => [
+    row(`download MB/s, agent ${rtt} ms RTT away (TCP: through the same delay)`, (r) =>
+      fmt(r.delayed?.[rtt]?.downloadMBps ?? 0),
+    ),
+    row(`upload MB/s, agent ${rtt} ms RTT away (TCP: through the same delay)`, (r) =>
+      fmt(r.delayed?.[rtt]?.uploadMBps ?? 0),
+    ),
+  ]),
 ];
 process.stdout.write(table.join('\n') + '\n');
 mkdirSync('bench/results', { recursive: true });

@@ -1,14 +1,26 @@
 // Per-connection flow control between our server and our agent (the `flow-control`
 // extension). Upstream multiplexes every connection of an agent on one stream without it, so
-// one client that stops reading stalls all of them. With it, each side grants the other
-// CONNECTION_WINDOW bytes per connection; the receiver returns credit as bytes leave it (not
-// when they arrive), in DATA packets with no data and error "WINDOW <bytes>". A sender out of
-// credit pauses that connection's source only; the shared stream is never paused.
+// one client that stops reading stalls all of them. With it, each side grants the other a
+// window per connection (announced in the konnectivity-ts-connection-window header); the
+// receiver returns credit as bytes leave it (not when they arrive), in DATA packets with no
+// data and error "WINDOW <bytes>". A sender out of credit pauses that connection's source
+// only; the shared stream is never paused. One connection moves at most a window per round
+// trip, and a stalled reader holds at most a window.
 import { packets, type DataPacket } from './packet.js';
 
-export const CONNECTION_WINDOW = 2 * 1024 * 1024;
-/** Credit is returned in batches of at least this, to keep control packets rare. */
-export const WINDOW_UPDATE_THRESHOLD = CONNECTION_WINDOW / 4;
+export const DEFAULT_CONNECTION_WINDOW = 8 * 1024 * 1024;
+const MIN_WINDOW = 64 * 1024;
+const MAX_WINDOW = 1024 * 1024 * 1024;
+
+/** The window a peer announced, or the default when it announced none or nonsense. */
+export function parseConnectionWindow(value: string | undefined): number {
+  const n = Number(value);
+  return Number.isSafeInteger(n) && n >= MIN_WINDOW && n <= MAX_WINDOW ? n : DEFAULT_CONNECTION_WINDOW;
+}
+
+export function isValidConnectionWindow(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= MIN_WINDOW && n <= MAX_WINDOW;
+}
 
 const PREFIX = 'WINDOW ';
 
@@ -25,8 +37,10 @@ export function parseWindowUpdate(p: DataPacket): number | undefined {
 
 /** Sender side: bytes we may still send on one connection. */
 export class SendCredit {
-  private credit = CONNECTION_WINDOW;
   private waiters: (() => void)[] = [];
+
+  /** `credit`: the window the peer granted. */
+  constructor(private credit: number) {}
 
   /** Accounts for sent bytes; false when the credit is used up (pause the source). */
   consume(bytes: number): boolean {
@@ -59,12 +73,20 @@ export class ReceiveWindow {
   private unacked = 0;
   private held = 0;
 
-  constructor(private readonly sendUpdate: (bytes: number) => void) {}
+  /** Credit is returned in batches of at least a quarter window, to keep control packets rare. */
+  private readonly threshold: number;
+
+  constructor(
+    window: number,
+    private readonly sendUpdate: (bytes: number) => void,
+  ) {
+    this.threshold = Math.floor(window / 4);
+  }
 
   /** Bytes handed on without backpressure. */
   delivered(bytes: number): void {
     this.unacked += bytes;
-    if (this.unacked >= WINDOW_UPDATE_THRESHOLD) {
+    if (this.unacked >= this.threshold) {
       this.sendUpdate(this.unacked);
       this.unacked = 0;
     }

@@ -15,6 +15,8 @@ export const MetadataKey = {
    * send it and never receive an extension packet.
    */
   extensions: 'konnectivity-ts-extensions',
+  /** With flow-control: the window (bytes) the sender of this header grants per connection. */
+  connectionWindow: 'konnectivity-ts-connection-window',
 } as const;
 
 /** Extensions beyond the upstream protocol, negotiated per stream. */

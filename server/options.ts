@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseFlags, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
+import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
@@ -82,6 +83,11 @@ export const serverFlags = {
     kind: 'int',
     default: 4 * 1024 * 1024,
     help: 'ours: HTTP/2 receive window (bytes) of each gRPC frontend stream',
+  },
+  'connection-window-size': {
+    kind: 'int',
+    default: 8 * 1024 * 1024,
+    help: 'ours: per-connection flow-control window (bytes) granted to our agents: one connection moves at most this per round trip, and a client that stops reading holds at most this',
   },
   'server-id': {
     kind: 'string',
@@ -195,6 +201,9 @@ export function serverConfigFromFlags(
     if (v[w] < 65_535 || v[w] > 2 ** 31 - 1)
       throw new FlagError(`--${w} must be between 65535 and 2147483647 bytes`);
   }
+  if (!isValidConnectionWindow(v['connection-window-size'])) {
+    throw new FlagError('--connection-window-size must be between 65536 and 1073741824 bytes');
+  }
   if (v['server-count'] < 1)
     throw new FlagError(`--server-count must be at least 1, not ${v['server-count']}`);
   for (const d of [
@@ -278,6 +287,7 @@ export function serverConfigFromFlags(
     gracefulShutdownTimeoutMs: v['graceful-shutdown-timeout'],
     agentWindowBytes: v['agent-window-size'],
     frontendWindowBytes: v['frontend-window-size'],
+    connectionWindowBytes: v['connection-window-size'],
     log,
   };
 }

@@ -13,6 +13,7 @@ import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoin
 import { listen, prepareUds } from '../common/listen.js';
 import type { TlsFiles } from '../common/tls.js';
 import { ServerMetrics } from './metrics.js';
+import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import { BackendManager } from './backend/backend-manager.js';
 import { AgentService } from './backend/agent-service.js';
 import { TunnelBroker } from './tunnel/broker.js';
@@ -44,6 +45,8 @@ export interface ProxyServerConfig {
   agentWindowBytes?: number;
   /** HTTP/2 receive window of each gRPC frontend stream. */
   frontendWindowBytes?: number;
+  /** flow-control extension: the window granted to agents per connection. */
+  connectionWindowBytes?: number;
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
   log: Logger;
@@ -112,6 +115,7 @@ export class ProxyServer {
           serverID: config.serverID,
           serverCount: config.serverCount,
           windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
+          connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
         },
       ).handle,
     });

@@ -8,6 +8,7 @@ import type { ServerMetrics } from '../metrics.js';
 import type { TunnelBroker } from '../tunnel/broker.js';
 import { Backend, type AgentStream } from './backend.js';
 import { widenReceiveWindows } from '../http2-windows.js';
+import { parseConnectionWindow } from '../../proto/flow-control.js';
 import type { BackendManager } from './backend-manager.js';
 
 /** The extensions this server implements, offered to agents that ask. */
@@ -17,6 +18,8 @@ export interface AgentServiceOptions {
   serverID: string;
   serverCount: number;
   windowBytes: number;
+  /** flow-control: the window we grant the agent per connection. */
+  connectionWindow: number;
 }
 
 export class AgentService {
@@ -49,10 +52,17 @@ export class AgentService {
     headers.set(MetadataKey.serverID, this.options.serverID);
     headers.set(MetadataKey.serverCount, String(this.options.serverCount));
     if (requested.size > 0) headers.set(MetadataKey.extensions, [...accepted].join(','));
+    if (accepted.has(Extension.flowControl)) {
+      headers.set(MetadataKey.connectionWindow, String(this.options.connectionWindow));
+    }
+    const windows = {
+      local: this.options.connectionWindow,
+      peer: parseConnectionWindow(stream.metadata.get(MetadataKey.connectionWindow)[0]?.toString()),
+    };
     stream.sendMetadata(headers);
 
     const log = this.log.child({ agentID });
-    const backend = new Backend(agentID, identifiers, accepted, stream, log, this.metrics);
+    const backend = new Backend(agentID, identifiers, accepted, windows, stream, log, this.metrics);
     this.metrics.grpcConnections.labels('Connect').inc();
     this.backends.add(backend);
     log.info({ peer, identifiers, extensions: [...accepted] }, 'agent connected');

@@ -23,6 +23,8 @@ export class Backend {
     readonly agentID: string,
     readonly identifiers: string,
     readonly extensions: ReadonlySet<string>,
+    /** flow-control windows per connection: what we grant, and what the agent granted us. */
+    readonly windows: { local: number; peer: number },
     private readonly stream: AgentStream,
     readonly log: Logger,
     private readonly metrics: ServerMetrics,

@@ -36,8 +36,8 @@ export class TunnelConnection {
     readonly dialedAt: number,
   ) {
     if (backend.supports(Extension.flowControl)) {
-      this.credit = new SendCredit();
-      this.window = new ReceiveWindow((bytes) => {
+      this.credit = new SendCredit(backend.windows.peer);
+      this.window = new ReceiveWindow(backend.windows.local, (bytes) => {
         if (this.state !== 'closed') this.backend.send(windowUpdate(this.connectID, bytes));
       });
     }
