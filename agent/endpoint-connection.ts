@@ -1,6 +1,7 @@
 // One connection from the agent to a target, multiplexed on a server stream by connectID.
-// Backpressure both ways: the target socket is paused while the stream is congested, and
-// the stream is paused while the target does not take our writes.
+// Backpressure both ways: the target socket is paused while the stream is congested (or, with
+// flow control, while this connection has no credit); a target that does not take our writes
+// withholds this connection's credit (flow control) or pauses the stream (upstream peers).
 import type net from 'node:net';
 import { packets, type Packet } from '../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../proto/metadata.js';
@@ -72,11 +73,10 @@ export class EndpointConnection {
     });
     socket.on('end', () => {
       this.targetEnded = true;
-      if (this.stream.halfClose && !this.serverEnded) {
+      if (!this.stream.halfClose) this.finish('target closed', true);
+      else if (!this.serverEnded)
         this.stream.send(packets.data(this.connectID, packets.empty, HALF_CLOSE_MARKER));
-      } else {
-        this.finish('target closed', true);
-      }
+      // Both sides ended: 'close' follows once our last writes to the target are flushed.
     });
     socket.on('drain', () => {
       this.window?.drained();
@@ -113,11 +113,9 @@ export class EndpointConnection {
   endFromServer(): void {
     if (this.done) return;
     this.serverEnded = true;
+    // Not destroy: bytes written just before the EOF may still be queued for the target.
+    // 'close' ends the connection when they are flushed and the target has ended too.
     this.socket.end();
-    if (this.targetEnded) {
-      this.finish('both sides finished', true);
-      return;
-    }
     this.halfClosedTimer = setTimeout(() => {
       this.finish('half-closed and the target silent', true);
     }, HALF_CLOSED_IDLE_MS);

@@ -28,8 +28,4 @@ export class BackendManager {
   get size(): number {
     return this.backends.length;
   }
-
-  all(): readonly Backend[] {
-    return this.backends;
-  }
 }

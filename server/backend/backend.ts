@@ -8,11 +8,7 @@ import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 
 export type AgentStream = ServerDuplexStream<Packet, Packet>;
 
-let nextBackendSeq = 1;
-
 export class Backend {
-  readonly seq = nextBackendSeq++;
-  readonly connectedAt = new Date();
   /** connectID (assigned by the agent) → connection. */
   readonly connections = new Map<bigint, TunnelConnection>();
   closed = false;
@@ -47,10 +43,6 @@ export class Backend {
     return this.stream.write(packet);
   }
 
-  get writable(): boolean {
-    return !this.stream.writableNeedDrain;
-  }
-
   /** Calls `fn` once the stream has room again (at once if it has). */
   whenWritable(fn: () => void): void {
     if (this.closed || !this.stream.writableNeedDrain) fn();
@@ -65,12 +57,6 @@ export class Backend {
   resumeReads(): void {
     if (this.readPauses === 0) return;
     if (--this.readPauses === 0 && !this.closed) this.stream.resume();
-  }
-
-  /** Ends the stream from our side (shutdown). */
-  end(): void {
-    if (this.closed) return;
-    this.stream.end();
   }
 
   markClosed(): void {

@@ -200,14 +200,7 @@ export class TunnelBroker implements ConnectionOwner {
       );
       return;
     }
-    const conn = new TunnelConnection(
-      this,
-      backend,
-      connectID,
-      dial.frontend,
-      dial.address,
-      performance.now(),
-    );
+    const conn = new TunnelConnection(this, backend, connectID, dial.frontend, dial.address);
     backend.connections.set(connectID, conn);
     this.established++;
     this.metrics.established.set(this.established);

@@ -33,7 +33,6 @@ export class TunnelConnection {
     readonly connectID: bigint,
     readonly frontend: FrontendSink,
     readonly address: string,
-    readonly dialedAt: number,
   ) {
     if (backend.supports(Extension.flowControl)) {
       this.credit = new SendCredit(backend.windows.peer);
@@ -41,10 +40,6 @@ export class TunnelConnection {
         if (this.state !== 'closed') this.backend.send(windowUpdate(this.connectID, bytes));
       });
     }
-  }
-
-  get isOpen(): boolean {
-    return this.state === 'open';
   }
 
   private isOpenOrClosing(): boolean {
@@ -85,7 +80,9 @@ export class TunnelConnection {
   endWrite(): void {
     if (this.state !== 'open' || this.frontendEnded) return;
     if (!this.halfCloseSupported) {
+      // Upstream agent: EOF tears the connection down, on the client's side too.
       this.close('client closed its write side');
+      this.frontend.closedByAgent('');
       return;
     }
     this.frontendEnded = true;
@@ -110,10 +107,13 @@ export class TunnelConnection {
 
   /** The frontend can take data again after deliver() returned false. */
   frontendDrained(): void {
+    if (this.stalledSince > 0) {
+      this.owner.observeFrontendStall((performance.now() - this.stalledSince) / 1000);
+      this.stalledSince = 0;
+    }
     this.window?.drained();
     if (!this.blockingAgent) return;
     this.blockingAgent = false;
-    this.owner.observeFrontendStall((performance.now() - this.stalledSince) / 1000);
     this.backend.resumeReads();
   }
 
@@ -125,7 +125,10 @@ export class TunnelConnection {
     if (this.window) {
       // Flow control: a slow client costs only its own credit; the stream keeps flowing.
       if (this.frontend.deliver(data)) this.window.delivered(data.length);
-      else this.window.hold(data.length);
+      else {
+        this.window.hold(data.length);
+        if (this.stalledSince === 0) this.stalledSince = performance.now();
+      }
       return;
     }
     // deliver() may close the connection re-entrantly: read the state again after it.
@@ -133,7 +136,7 @@ export class TunnelConnection {
       // Upstream protocol: one stream for all of this agent's connections, so a client
       // that does not read holds the stream until it drains.
       this.blockingAgent = true;
-      this.stalledSince = performance.now();
+      if (this.stalledSince === 0) this.stalledSince = performance.now();
       this.backend.pauseReads();
     }
   }

@@ -10,7 +10,7 @@ import { CONNECT_METHOD } from '../../proto/services.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { httpGet, metric } from '../support/processes.js';
-import { waitFor } from '../support/wait.js';
+import { waitFor, within } from '../support/wait.js';
 
 /** Packets from the server, read in order. */
 class PacketQueue {
@@ -98,6 +98,7 @@ describe('with a scripted agent', () => {
     // The client finishes sending: an extension peer would get an EOF marker, this one CLOSE_REQ.
     sock.write('request');
     sock.end();
+    const clientDone = new Promise<void>((resolve) => sock.once('close', () => resolve()));
     const data = await inbox.next();
     assert.ok(data.type === PacketType.DATA && data.error === '' && data.data.toString() === 'request');
     const close = await inbox.next();
@@ -106,7 +107,8 @@ describe('with a scripted agent', () => {
       `got ${JSON.stringify(close.type)}`,
     );
     stream.write(packets.closeResponse(4n));
-    sock.destroy();
+    // As upstream, the EOF ended the whole connection: the client is not left hanging.
+    await within(clientDone, 10_000, 'the client connection closing');
   });
 
   it('a client that aborts a pending dial sends DIAL_CLS, which reaches the agent', async () => {
