@@ -98,6 +98,14 @@ export class EndpointConnection {
     if (this.done) return;
     this.bytesToTarget += data.length;
     if (this.window) {
+      if (!this.window.accept(data.length)) {
+        this.log.warn(
+          { connectID: this.connectID.toString() },
+          'server ignored the flow-control window; connection closed',
+        );
+        this.finish('server exceeded its flow-control window', true);
+        return;
+      }
       // Flow control: a slow target costs only its own credit; the stream keeps flowing.
       if (this.socket.write(data)) this.window.delivered(data.length);
       else this.window.hold(data.length);

@@ -68,10 +68,19 @@ export class SendCredit {
   }
 }
 
+/**
+ * A sender checks its credit after sending, so it may overshoot by one message: at most the
+ * gRPC message size limit (4 MiB). Beyond that, the peer is ignoring the window.
+ */
+export const MAX_OVERSHOOT = 4 * 1024 * 1024;
+
 /** Receiver side: bytes that have left us and whose credit is still to be returned. */
 export class ReceiveWindow {
   private unacked = 0;
   private held = 0;
+  /** Received and not yet credited back. */
+  private outstanding = 0;
+  private readonly limit: number;
 
   /** Credit is returned in batches of at least a quarter window, to keep control packets rare. */
   private readonly threshold: number;
@@ -81,6 +90,13 @@ export class ReceiveWindow {
     private readonly sendUpdate: (bytes: number) => void,
   ) {
     this.threshold = Math.floor(window / 4);
+    this.limit = window + MAX_OVERSHOOT;
+  }
+
+  /** Accounts for received bytes; false when the peer has sent past its window (a violation). */
+  accept(bytes: number): boolean {
+    this.outstanding += bytes;
+    return this.outstanding <= this.limit;
   }
 
   /** Bytes handed on without backpressure. */
@@ -88,6 +104,7 @@ export class ReceiveWindow {
     this.unacked += bytes;
     if (this.unacked >= this.threshold) {
       this.sendUpdate(this.unacked);
+      this.outstanding -= this.unacked;
       this.unacked = 0;
     }
   }

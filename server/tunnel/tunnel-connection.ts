@@ -123,6 +123,15 @@ export class TunnelConnection {
     if (this.state === 'closed') return;
     this.bytesFromAgent += data.length;
     if (this.window) {
+      if (!this.window.accept(data.length)) {
+        this.backend.log.warn(
+          { connectID: this.connectID.toString() },
+          'agent ignored the flow-control window; connection closed',
+        );
+        this.close('agent exceeded its flow-control window');
+        this.frontend.closedByAgent('agent exceeded its flow-control window');
+        return;
+      }
       // Flow control: a slow client costs only its own credit; the stream keeps flowing.
       if (this.frontend.deliver(data)) this.window.delivered(data.length);
       else {

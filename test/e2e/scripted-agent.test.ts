@@ -8,6 +8,7 @@ import { dial, ErrorCode, type TunnelError } from '../../ccm-integration/dialer/
 import { decodePacket, encodePacket } from '../../proto/codec.js';
 import { CONNECT_METHOD } from '../../proto/services.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
+import { MetadataKey } from '../../proto/metadata.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { httpGet, metric } from '../support/processes.js';
 import { waitFor, within } from '../support/wait.js';
@@ -144,5 +145,59 @@ describe('with a scripted agent', () => {
     stream.write(packets.dialResponse(req.random, 2n));
     const close = await inbox.next();
     assert.ok(close.type === PacketType.CLOSE_REQ && close.connectID === 2n);
+  });
+});
+
+describe('with a scripted agent that negotiates flow control', () => {
+  let cluster: Cluster;
+  let client: Client;
+  let stream: ClientDuplexStream<Packet, Packet>;
+  let inbox: PacketQueue;
+  before(async () => {
+    cluster = await startCluster('http-connect', 'uds', { agents: 0 });
+    const f = cluster.pki.files;
+    client = new Client(
+      `127.0.0.1:${cluster.server.agentPort}`,
+      credentials.createSsl(readFileSync(f.ca), readFileSync(f.agentKey), readFileSync(f.agentCert)),
+    );
+    const md = new Metadata();
+    md.set('agentid', 'greedy-agent');
+    md.set(MetadataKey.extensions, 'flow-control');
+    stream = client.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
+    inbox = new PacketQueue(stream);
+    await waitFor(
+      'scripted agent registered',
+      async () => (await httpGet(cluster.server.healthPort, '/readyz')).status === 200,
+    );
+  });
+  after(async () => {
+    stream.on('error', () => undefined); // CANCELLED, our own doing
+    stream.cancel();
+    client.close();
+    await cluster.stop();
+  });
+
+  it('closes a connection whose agent sends past the granted window, and tells the client', async () => {
+    const dialing = dial(cluster.frontend, 'node-5.invalid:80');
+    const req = await inbox.next();
+    assert.ok(req.type === PacketType.DIAL_REQ);
+    stream.write(packets.dialResponse(req.random, 5n));
+    const sock = await dialing;
+    sock.pause(); // a client that does not read: no credit comes back
+    const closed = new Promise<void>((resolve) => {
+      sock.once('close', () => resolve());
+      sock.once('end', () => resolve());
+    });
+    sock.on('error', () => undefined);
+    // The server granted 8 MiB; send 16 MiB without waiting for credit.
+    for (let i = 0; i < 256; i++) stream.write(packets.data(5n, Buffer.alloc(64 * 1024, 1)));
+    const close = await inbox.next();
+    assert.ok(
+      close.type === PacketType.CLOSE_REQ && close.connectID === 5n,
+      `got type ${String(close.type)}`,
+    );
+    sock.resume(); // the end is queued behind what the client has not read yet
+    await within(closed, 10_000, 'the client connection closing');
+    sock.destroy();
   });
 });
