@@ -1,22 +1,13 @@
 // The set of streams to proxy-servers: one per distinct server ID, up to the server count the
 // servers announce. A sync loop (re)connects with exponential backoff whenever one is missing.
-import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js';
 import { Backoff } from '../common/backoff.js';
-import { errorText, type Logger } from '../common/log.js';
-import type { AgentMetrics } from './metrics.js';
-import { ServerClient } from './server-client.js';
+import { errorText } from '../common/log.js';
+import { ServerClient, type ServerClientConfig } from './server-client.js';
 
-export interface ClientSetConfig {
-  address: string;
-  credentials: ChannelCredentials;
-  channelOptions: ChannelOptions;
-  agentID: string;
-  agentIdentifiers: string;
-  connectionWindow: number;
+/** What every stream needs, and the pace of the sync loop. */
+export interface ClientSetConfig extends ServerClientConfig {
   syncIntervalMs: number;
   syncIntervalCapMs: number;
-  log: Logger;
-  metrics: AgentMetrics;
 }
 
 export class ClientSet {
@@ -56,16 +47,7 @@ export class ClientSet {
     }
     this.connecting = true;
     const { config } = this;
-    const client = new ServerClient({
-      address: config.address,
-      credentials: config.credentials,
-      channelOptions: config.channelOptions,
-      agentID: config.agentID,
-      agentIdentifiers: config.agentIdentifiers,
-      connectionWindow: config.connectionWindow,
-      log: config.log,
-      metrics: config.metrics,
-    });
+    const client = new ServerClient(config);
     try {
       const identity = await client.connect();
       this.connecting = false;

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseFlags, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
+import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
@@ -145,13 +146,7 @@ export const serverFlags = {
     help: '',
     notImplemented: later('HA issue'),
   },
-  'enable-profiling': { kind: 'bool', default: false, help: '', notImplemented: 'use node --cpu-prof' },
-  'enable-contention-profiling': {
-    kind: 'bool',
-    default: false,
-    help: '',
-    notImplemented: 'no lock contention in Node',
-  },
+  ...profilingFlags,
   'xfr-channel-size': {
     kind: 'int',
     default: 10,

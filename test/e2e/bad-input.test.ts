@@ -9,7 +9,7 @@ import { dial } from '../../ccm-integration/dialer/index.js';
 import { decodePacket, encodePacket } from '../../proto/codec.js';
 import { PROXY_METHOD } from '../../proto/services.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
-import { startCluster, type Cluster } from '../support/cluster.js';
+import { startPair, type Cluster } from '../support/cluster.js';
 import { LabTarget, readAll } from '../support/targets.js';
 import { agentArgs, metric, spawnBin } from '../support/processes.js';
 import { rawExchange } from '../support/raw.js';
@@ -32,14 +32,12 @@ describe('bad input', () => {
   let target: LabTarget;
   let grpc: Cluster;
   let connect: Cluster;
+  let pair: Awaited<ReturnType<typeof startPair>>;
   before(async () => {
-    target = await new LabTarget('lab').start();
-    [grpc, connect] = await Promise.all([startCluster('grpc', 'uds'), startCluster('http-connect', 'uds')]);
+    pair = await startPair();
+    ({ target, grpc, connect } = pair);
   });
-  after(async () => {
-    await Promise.all([grpc.stop(), connect.stop()]);
-    await target.stop();
-  });
+  after(() => pair.stop());
 
   it('random bytes on the gRPC Unix socket and on the agent port are dropped; both processes keep serving', async () => {
     await rawExchange(() => net.connect(grpc.frontend.uds ?? ''), randomBytes(4096));

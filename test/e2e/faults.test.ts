@@ -3,7 +3,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { dial, TunnelError, ErrorCode } from '../../ccm-integration/dialer/index.js';
-import { startCluster, type Cluster } from '../support/cluster.js';
+import { startCluster, startPair, type Cluster } from '../support/cluster.js';
 import { LabTarget, closedPort, readAll } from '../support/targets.js';
 import { metric, startServer, waitReady } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
@@ -18,14 +18,12 @@ describe('failures', () => {
   let target: LabTarget;
   let grpc: Cluster;
   let connect: Cluster;
+  let pair: Awaited<ReturnType<typeof startPair>>;
   before(async () => {
-    target = await new LabTarget('lab').start();
-    [grpc, connect] = await Promise.all([startCluster('grpc', 'uds'), startCluster('http-connect', 'uds')]);
+    pair = await startPair();
+    ({ target, grpc, connect } = pair);
   });
-  after(async () => {
-    await Promise.all([grpc.stop(), connect.stop()]);
-    await target.stop();
-  });
+  after(() => pair.stop());
 
   it('reports a dial to a closed port to the gRPC client as a DIAL_RSP error', async () => {
     const port = await closedPort();

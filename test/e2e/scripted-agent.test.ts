@@ -32,31 +32,55 @@ class PacketQueue {
   }
 }
 
+/** Our own gRPC client on the agent port, with a valid agent certificate, driven by the test. */
+interface ScriptedAgent {
+  stream: ClientDuplexStream<Packet, Packet>;
+  inbox: PacketQueue;
+  close(): void;
+}
+
+async function connectScriptedAgent(
+  cluster: Cluster,
+  agentID: string,
+  extensions = '',
+): Promise<ScriptedAgent> {
+  const f = cluster.pki.files;
+  const client = new Client(
+    `127.0.0.1:${cluster.server.agentPort}`,
+    credentials.createSsl(readFileSync(f.ca), readFileSync(f.agentKey), readFileSync(f.agentCert)),
+  );
+  const md = new Metadata();
+  md.set('agentid', agentID);
+  if (extensions) md.set(MetadataKey.extensions, extensions);
+  const stream = client.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
+  const inbox = new PacketQueue(stream);
+  await waitFor(
+    'scripted agent registered',
+    async () => (await httpGet(cluster.server.healthPort, '/readyz')).status === 200,
+  );
+  return {
+    stream,
+    inbox,
+    close: () => {
+      stream.on('error', () => undefined); // CANCELLED, our own doing
+      stream.cancel();
+      client.close();
+    },
+  };
+}
+
 describe('with a scripted agent', () => {
   let cluster: Cluster;
-  let client: Client;
+  let agent: ScriptedAgent;
   let stream: ClientDuplexStream<Packet, Packet>;
   let inbox: PacketQueue;
   before(async () => {
     cluster = await startCluster('grpc', 'uds', { agents: 0, serverArgs: ['--backend-dial-timeout=700ms'] });
-    const f = cluster.pki.files;
-    client = new Client(
-      `127.0.0.1:${cluster.server.agentPort}`,
-      credentials.createSsl(readFileSync(f.ca), readFileSync(f.agentKey), readFileSync(f.agentCert)),
-    );
-    const md = new Metadata();
-    md.set('agentid', 'scripted-agent');
-    stream = client.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
-    inbox = new PacketQueue(stream);
-    await waitFor(
-      'scripted agent registered',
-      async () => (await httpGet(cluster.server.healthPort, '/readyz')).status === 200,
-    );
+    agent = await connectScriptedAgent(cluster, 'scripted-agent');
+    ({ stream, inbox } = agent);
   });
   after(async () => {
-    stream.on('error', () => undefined); // CANCELLED, our own doing
-    stream.cancel();
-    client.close();
+    agent.close();
     await cluster.stop();
   });
 
@@ -150,30 +174,16 @@ describe('with a scripted agent', () => {
 
 describe('with a scripted agent that negotiates flow control', () => {
   let cluster: Cluster;
-  let client: Client;
+  let agent: ScriptedAgent;
   let stream: ClientDuplexStream<Packet, Packet>;
   let inbox: PacketQueue;
   before(async () => {
     cluster = await startCluster('http-connect', 'uds', { agents: 0 });
-    const f = cluster.pki.files;
-    client = new Client(
-      `127.0.0.1:${cluster.server.agentPort}`,
-      credentials.createSsl(readFileSync(f.ca), readFileSync(f.agentKey), readFileSync(f.agentCert)),
-    );
-    const md = new Metadata();
-    md.set('agentid', 'greedy-agent');
-    md.set(MetadataKey.extensions, 'flow-control');
-    stream = client.makeBidiStreamRequest<Packet, Packet>(CONNECT_METHOD, encodePacket, decodePacket, md);
-    inbox = new PacketQueue(stream);
-    await waitFor(
-      'scripted agent registered',
-      async () => (await httpGet(cluster.server.healthPort, '/readyz')).status === 200,
-    );
+    agent = await connectScriptedAgent(cluster, 'greedy-agent', 'flow-control');
+    ({ stream, inbox } = agent);
   });
   after(async () => {
-    stream.on('error', () => undefined); // CANCELLED, our own doing
-    stream.cancel();
-    client.close();
+    agent.close();
     await cluster.stop();
   });
 

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { FrontendAddress } from '../../ccm-integration/dialer/index.js';
 import { testPki, type TestPki } from './pki.js';
 import { agentArgs, spawnBin, startServer, waitReady, type Proc, type ServerInfo } from './processes.js';
+import { LabTarget } from './targets.js';
 
 export type Transport = 'uds' | 'mtls';
 export type Mode = 'grpc' | 'http-connect';
@@ -75,4 +76,27 @@ export async function startCluster(
   for (let i = 0; i < (options.agents ?? 1); i++) await cluster.startAgent();
   if ((options.agents ?? 1) > 0) await waitReady(server);
   return cluster;
+}
+
+/** A lab target with a gRPC and an HTTP CONNECT cluster, both on Unix sockets. */
+export async function startPair(): Promise<{
+  target: LabTarget;
+  grpc: Cluster;
+  connect: Cluster;
+  stop(): Promise<void>;
+}> {
+  const target = await new LabTarget('lab').start();
+  const [grpc, connect] = await Promise.all([
+    startCluster('grpc', 'uds'),
+    startCluster('http-connect', 'uds'),
+  ]);
+  return {
+    target,
+    grpc,
+    connect,
+    async stop() {
+      await Promise.all([grpc.stop(), connect.stop()]);
+      await target.stop();
+    },
+  };
 }
