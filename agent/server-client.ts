@@ -11,9 +11,16 @@ import type net from 'node:net';
 import { PacketType, packets, packetTypeName, type Packet } from '../proto/packet.js';
 import { decodePacket, encodePacket } from '../proto/codec.js';
 import { CONNECT_METHOD } from '../proto/services.js';
-import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
+import {
+  Extension,
+  HALF_CLOSE_MARKER,
+  MetadataKey,
+  metadataValue,
+  parseExtensions,
+} from '../proto/metadata.js';
 import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
+import { StreamGate } from '../common/stream-gate.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
 import { TARGET_DIAL_TIMEOUT_MS, dialErrorText, dialTarget, splitHostPort } from './target-dialer.js';
@@ -51,8 +58,7 @@ export class ServerClient implements StreamSender {
   private nextConnectID = 1n;
   private client: Client | undefined;
   private stream: ClientDuplexStream<Packet, Packet> | undefined;
-  private readPauses = 0;
-  private writableWaiters: (() => void)[] = [];
+  private gate: StreamGate | undefined;
   private closed = false;
   private closeListeners: ((reason: string) => void)[] = [];
   private log: Logger;
@@ -79,6 +85,7 @@ export class ServerClient implements StreamSender {
       md,
     );
     this.stream = stream;
+    this.gate = new StreamGate(stream);
     return new Promise<ServerIdentity>((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
@@ -95,22 +102,17 @@ export class ServerClient implements StreamSender {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        this.serverID = headers.get(MetadataKey.serverID)[0]?.toString() ?? '';
-        const count = Number.parseInt(headers.get(MetadataKey.serverCount)[0]?.toString() ?? '1', 10);
-        const accepted = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString());
+        this.serverID = metadataValue(headers, MetadataKey.serverID) ?? '';
+        const count = Number.parseInt(metadataValue(headers, MetadataKey.serverCount) ?? '1', 10);
+        const accepted = parseExtensions(metadataValue(headers, MetadataKey.extensions));
         this.halfClose = accepted.has(Extension.halfClose);
         this.flowControl = accepted.has(Extension.flowControl);
-        this.windows.peer = parseConnectionWindow(headers.get(MetadataKey.connectionWindow)[0]?.toString());
+        this.windows.peer = parseConnectionWindow(metadataValue(headers, MetadataKey.connectionWindow));
         this.log = this.log.child({ serverID: this.serverID });
         resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
       });
       stream.on('data', (p: Packet) => {
         this.onPacket(p);
-      });
-      stream.on('drain', () => {
-        const waiters = this.writableWaiters;
-        this.writableWaiters = [];
-        for (const w of waiters) w();
       });
       stream.on('error', (err: Error) => {
         this.config.metrics.serverFailures.labels('from_server').inc();
@@ -137,17 +139,16 @@ export class ServerClient implements StreamSender {
   }
 
   whenWritable(fn: () => void): void {
-    if (this.closed || !this.stream?.writableNeedDrain) fn();
-    else this.writableWaiters.push(fn);
+    if (this.gate) this.gate.whenWritable(fn);
+    else fn();
   }
 
   pauseReads(): void {
-    if (this.readPauses++ === 0) this.stream?.pause();
+    this.gate?.pauseReads();
   }
 
   resumeReads(): void {
-    if (this.readPauses === 0) return;
-    if (--this.readPauses === 0 && !this.closed) this.stream?.resume();
+    this.gate?.resumeReads();
   }
 
   forget(conn: EndpointConnection): void {
@@ -160,7 +161,7 @@ export class ServerClient implements StreamSender {
   // ---- packets from the server ----
 
   private onPacket(p: Packet): void {
-    this.config.metrics.packet('from_server', p.type === PacketType.UNKNOWN ? -1 : p.type);
+    this.config.metrics.packet('from_server', p.type);
     switch (p.type) {
       case PacketType.DATA: {
         const conn = this.connections.get(p.connectID);
@@ -200,11 +201,7 @@ export class ServerClient implements StreamSender {
         return;
       }
       default:
-        this.config.metrics.stream.error(
-          'from_server',
-          'InvalidArgument',
-          p.type === PacketType.UNKNOWN ? -1 : p.type,
-        );
+        this.config.metrics.stream.error('from_server', 'InvalidArgument', p.type);
         this.log.warn({ packetType: packetTypeName(p) }, 'unexpected packet from server; ignored');
     }
   }
@@ -255,9 +252,7 @@ export class ServerClient implements StreamSender {
     for (const conn of [...this.connections.values()]) conn.closeFromServer(reason);
     this.stream?.cancel();
     this.client?.close();
-    const waiters = this.writableWaiters;
-    this.writableWaiters = [];
-    for (const w of waiters) w();
+    this.gate?.close();
     for (const l of this.closeListeners) l(reason);
   }
 }

@@ -7,7 +7,13 @@ import { random63 } from '../../proto/random.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { decodePacket, encodePacket } from '../../proto/codec.js';
 import { PROXY_METHOD } from '../../proto/services.js';
-import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../../proto/metadata.js';
+import {
+  Extension,
+  HALF_CLOSE_MARKER,
+  MetadataKey,
+  metadataValue,
+  parseExtensions,
+} from '../../proto/metadata.js';
 import { ErrorCode, TunnelError } from '../../common/errors.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, type DialOptions, type FrontendAddress } from './frontend-address.js';
 
@@ -90,9 +96,7 @@ export function dialGrpc(
       resolve(new GrpcTunnelSocket(client, call, p.connectID, halfClose));
     };
     call.on('metadata', (headers: Metadata) => {
-      halfClose = parseExtensions(headers.get(MetadataKey.extensions)[0]?.toString()).has(
-        Extension.halfClose,
-      );
+      halfClose = parseExtensions(metadataValue(headers, MetadataKey.extensions)).has(Extension.halfClose);
     });
     call.on('data', onPacket);
     call.on('error', (err: Error) => {

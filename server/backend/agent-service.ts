@@ -2,7 +2,7 @@
 // serverCount headers and register it as a backend for dials.
 import { Metadata, status } from '@grpc/grpc-js';
 import type { Packet } from '../../proto/packet.js';
-import { Extension, MetadataKey, parseExtensions } from '../../proto/metadata.js';
+import { Extension, MetadataKey, metadataValue, parseExtensions } from '../../proto/metadata.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { TunnelBroker } from '../tunnel/broker.js';
@@ -32,8 +32,8 @@ export class AgentService {
   ) {}
 
   readonly handle = (stream: AgentStream): void => {
-    const agentID = stream.metadata.get(MetadataKey.agentID)[0]?.toString() ?? '';
-    const identifiers = stream.metadata.get(MetadataKey.agentIdentifiers)[0]?.toString() ?? '';
+    const agentID = metadataValue(stream.metadata, MetadataKey.agentID) ?? '';
+    const identifiers = metadataValue(stream.metadata, MetadataKey.agentIdentifiers) ?? '';
     const peer = stream.getPeer();
     if (agentID === '') {
       this.log.warn({ peer }, 'agent stream refused: no agentID metadata');
@@ -45,7 +45,7 @@ export class AgentService {
         'cannot reach the HTTP/2 session of the agent stream: its receive window stays at 64 KiB',
       );
     }
-    const requested = parseExtensions(stream.metadata.get(MetadataKey.extensions)[0]?.toString());
+    const requested = parseExtensions(metadataValue(stream.metadata, MetadataKey.extensions));
     const accepted = new Set([...requested].filter((e) => SUPPORTED.has(e)));
 
     const headers = new Metadata();
@@ -57,7 +57,7 @@ export class AgentService {
     }
     const windows = {
       local: this.options.connectionWindow,
-      peer: parseConnectionWindow(stream.metadata.get(MetadataKey.connectionWindow)[0]?.toString()),
+      peer: parseConnectionWindow(metadataValue(stream.metadata, MetadataKey.connectionWindow)),
     };
     stream.sendMetadata(headers);
 

@@ -3,6 +3,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Packet } from '../../proto/packet.js';
 import type { Logger } from '../../common/log.js';
+import { StreamGate } from '../../common/stream-gate.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 
@@ -12,8 +13,7 @@ export class Backend {
   /** connectID (assigned by the agent) → connection. */
   readonly connections = new Map<bigint, TunnelConnection>();
   closed = false;
-  private readPauses = 0;
-  private writableWaiters: (() => void)[] = [];
+  private readonly gate: StreamGate;
 
   constructor(
     readonly agentID: string,
@@ -25,11 +25,7 @@ export class Backend {
     readonly log: Logger,
     private readonly metrics: ServerMetrics,
   ) {
-    stream.on('drain', () => {
-      const waiters = this.writableWaiters;
-      this.writableWaiters = [];
-      for (const w of waiters) w();
-    });
+    this.gate = new StreamGate(stream);
   }
 
   supports(extension: string): boolean {
@@ -45,24 +41,20 @@ export class Backend {
 
   /** Calls `fn` once the stream has room again (at once if it has). */
   whenWritable(fn: () => void): void {
-    if (this.closed || !this.stream.writableNeedDrain) fn();
-    else this.writableWaiters.push(fn);
+    this.gate.whenWritable(fn);
   }
 
   /** Stops reading from the agent while some frontend cannot take more data. Counted. */
   pauseReads(): void {
-    if (this.readPauses++ === 0) this.stream.pause();
+    this.gate.pauseReads();
   }
 
   resumeReads(): void {
-    if (this.readPauses === 0) return;
-    if (--this.readPauses === 0 && !this.closed) this.stream.resume();
+    this.gate.resumeReads();
   }
 
   markClosed(): void {
     this.closed = true;
-    const waiters = this.writableWaiters;
-    this.writableWaiters = [];
-    for (const w of waiters) w();
+    this.gate.close();
   }
 }

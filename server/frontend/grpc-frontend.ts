@@ -1,8 +1,14 @@
 // /ProxyService/Proxy: kube-apiserver's single-use gRPC tunnel. One stream carries one dial:
 // DIAL_REQ → DIAL_RSP, then DATA both ways by connectID, then CLOSE_REQ/CLOSE_RSP.
 import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
-import { PacketType, packets, packetTypeName, type Packet } from '../../proto/packet.js';
-import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../../proto/metadata.js';
+import { PacketType, packets, packetTypeName, packetTypeNames, type Packet } from '../../proto/packet.js';
+import {
+  Extension,
+  HALF_CLOSE_MARKER,
+  MetadataKey,
+  metadataValue,
+  parseExtensions,
+} from '../../proto/metadata.js';
 import type { TunnelError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -51,7 +57,7 @@ class ProxyStream implements FrontendSink {
 
   start(): void {
     this.metrics.grpcConnections.labels('Proxy').inc();
-    const requested = parseExtensions(this.call.metadata.get(MetadataKey.extensions)[0]?.toString());
+    const requested = parseExtensions(metadataValue(this.call.metadata, MetadataKey.extensions));
     if (requested.size > 0) {
       this.halfClose = requested.has(Extension.halfClose);
       const md = new Metadata();
@@ -85,7 +91,7 @@ class ProxyStream implements FrontendSink {
       case PacketType.DATA: {
         const conn = this.conn;
         if (this.state !== 'established' || !conn || p.connectID !== conn.connectID) {
-          this.rejectUnknown(p.connectID, 'DATA');
+          this.rejectUnknown(p.connectID, PacketType.DATA);
           return;
         }
         if (this.halfClose && p.error === HALF_CLOSE_MARKER && p.data.length === 0) {
@@ -103,7 +109,7 @@ class ProxyStream implements FrontendSink {
         if (this.state === 'established' && this.conn && p.connectID === this.conn.connectID) {
           this.conn.requestClose();
         } else {
-          this.rejectUnknown(p.connectID, 'CLOSE_REQ');
+          this.rejectUnknown(p.connectID, PacketType.CLOSE_REQ);
         }
         return;
       case PacketType.DIAL_CLS:
@@ -113,11 +119,7 @@ class ProxyStream implements FrontendSink {
         }
         return;
       default:
-        this.metrics.streamError(
-          'from_client',
-          'InvalidArgument',
-          p.type === PacketType.UNKNOWN ? -1 : p.type,
-        );
+        this.metrics.streamError('from_client', 'InvalidArgument', p.type);
         this.log.warn({ packetType: packetTypeName(p) }, 'unexpected packet from client; ignored');
     }
   }
@@ -150,10 +152,10 @@ class ProxyStream implements FrontendSink {
   }
 
   /** A packet that names a connection this stream does not own: answered, never forwarded. */
-  private rejectUnknown(connectID: bigint, what: string): void {
-    this.metrics.streamError('from_client', 'InvalidArgument', PacketType.DATA);
+  private rejectUnknown(connectID: bigint, type: number): void {
+    this.metrics.streamError('from_client', 'InvalidArgument', type);
     this.log.debug(
-      { connectID: connectID.toString(), what },
+      { connectID: connectID.toString(), packetType: packetTypeNames[type] },
       'packet for a connection this stream does not own',
     );
     if (this.state !== 'done') this.send(packets.closeResponse(connectID, 'unknown connectID'));

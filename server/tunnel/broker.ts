@@ -122,7 +122,7 @@ export class TunnelBroker implements ConnectionOwner {
 
   /** Every packet an agent sends arrives here. Bad packets cost one log line, never the stream. */
   handleAgentPacket(backend: Backend, packet: Packet): void {
-    this.metrics.packet('from_agent', packet.type === PacketType.UNKNOWN ? -1 : packet.type);
+    this.metrics.packet('from_agent', packet.type);
     switch (packet.type) {
       case PacketType.DATA: {
         const conn = backend.connections.get(packet.connectID);
