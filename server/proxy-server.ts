@@ -138,11 +138,7 @@ export class ProxyServer {
       out.agentPort = await this.bindGrpc(
         this.agentServer,
         `${bracket(a.host || '0.0.0.0')}:${a.port}`,
-        ServerCredentials.createSsl(
-          a.tls.ca ?? null,
-          [{ cert_chain: a.tls.cert, private_key: a.tls.key }],
-          !!a.tls.ca,
-        ),
+        grpcTlsCredentials(a.tls),
       );
       this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
       if (this.config.health) {
@@ -166,6 +162,8 @@ export class ProxyServer {
 
   private async startFrontend(fe: FrontendConfig): Promise<BoundFrontend> {
     const where = fe.uds ? { uds: fe.uds } : { host: fe.host ?? '', port: fe.port ?? 0 };
+    const tls = fe.tls;
+    if (!fe.uds && !tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
     if (fe.mode === 'grpc') {
       this.grpcFrontendUsed = true;
       let port = 0;
@@ -174,17 +172,11 @@ export class ProxyServer {
         prepareUds(path, fe.deleteExistingUds ?? true);
         await this.bindGrpc(this.grpcFrontendServer, `unix:${path}`, ServerCredentials.createInsecure());
         if (fe.udsMode !== undefined) chmodSync(path, fe.udsMode);
-      } else {
-        const tls = fe.tls;
-        if (!tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
+      } else if (tls) {
         port = await this.bindGrpc(
           this.grpcFrontendServer,
           `${bracket(fe.host || '0.0.0.0')}:${fe.port ?? 0}`,
-          ServerCredentials.createSsl(
-            tls.ca ?? null,
-            [{ cert_chain: tls.cert, private_key: tls.key }],
-            !!tls.ca,
-          ),
+          grpcTlsCredentials(tls),
         );
       }
       this.log.info({ listener: 'frontend', mode: 'grpc', ...where, port }, 'listening');
@@ -197,11 +189,9 @@ export class ProxyServer {
       requestTimeout: 30_000,
     };
     let server: http.Server;
-    if (fe.uds) {
+    if (fe.uds || !tls) {
       server = http.createServer(serverOptions);
     } else {
-      const tls = fe.tls;
-      if (!tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
       server = https.createServer({
         ...serverOptions,
         // http.Server sets this itself, https.Server does not: without it a client's FIN
@@ -289,6 +279,15 @@ export class ProxyServer {
     for (const f of this.httpFrontends) f.destroyAll();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
+}
+
+/** TLS for a gRPC listener; with a CA, client certificates are required and verified. */
+function grpcTlsCredentials(tls: TlsFiles): ServerCredentials {
+  return ServerCredentials.createSsl(
+    tls.ca ?? null,
+    [{ cert_chain: tls.cert, private_key: tls.key }],
+    !!tls.ca,
+  );
 }
 
 function bracket(host: string): string {
