@@ -1,6 +1,6 @@
 // proxy-agent command line: upstream flag names, meanings and defaults.
 import { randomUUID } from 'node:crypto';
-import { parseFlags, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import { FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
@@ -183,8 +183,4 @@ export function agentConfigFromFlags(
     config.key = readPem('agent-key', v['agent-key']);
   }
   return config;
-}
-
-export function parseAgentArgs(argv: readonly string[]) {
-  return parseFlags(agentFlags, argv);
 }

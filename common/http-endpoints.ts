@@ -1,6 +1,6 @@
 // Small HTTP servers for the health port (/healthz, /readyz) and the admin port (/metrics).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from './listen.js';
 import type { Registry } from 'prom-client';
 
 export type Route = (req: http.IncomingMessage) => Promise<{ status: number; type: string; body: string }>;
@@ -43,14 +43,7 @@ export class HttpEndpoint {
   }
 
   async listen(port: number, host: string): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host || undefined, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    return (this.server.address() as AddressInfo).port;
+    return (await listen(this.server, { port, host })).port;
   }
 
   async close(): Promise<void> {

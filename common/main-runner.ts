@@ -1,6 +1,6 @@
 // Shared start-up of the two binaries: parse flags, build a logger, start, and turn SIGTERM
 // and SIGINT into a graceful stop. Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage.
-import { FlagError, usage, type FlagTable, type ParseResult } from './flags/flag-set.js';
+import { FlagError, parseFlags, usage, type FlagTable, type ParseResult } from './flags/flag-set.js';
 import { createLogger, errorText, type Logger } from './log.js';
 import { hideKnownWarnings } from './process-warnings.js';
 
@@ -11,13 +11,12 @@ export interface Runnable {
 export async function runMain<T extends FlagTable>(
   command: string,
   table: T,
-  parse: (argv: readonly string[]) => ParseResult<T>,
   start: (parsed: ParseResult<T>, log: Logger) => Promise<Runnable>,
 ): Promise<void> {
   hideKnownWarnings();
   let parsed: ParseResult<T>;
   try {
-    parsed = parse(process.argv.slice(2));
+    parsed = parseFlags(table, process.argv.slice(2));
   } catch (err) {
     process.stderr.write(`${command}: ${errorText(err)}\nRun '${command} --help' for usage.\n`);
     process.exit(2);

@@ -1,9 +1,9 @@
 // proxy-server binary.
 import { runMain } from '../common/main-runner.js';
-import { parseServerArgs, serverConfigFromFlags, serverFlags } from './options.js';
+import { serverConfigFromFlags, serverFlags } from './options.js';
 import { ProxyServer } from './proxy-server.js';
 
-await runMain('proxy-server', serverFlags, parseServerArgs, async (parsed, log) => {
+await runMain('proxy-server', serverFlags, async (parsed, log) => {
   const config = serverConfigFromFlags(parsed.values, parsed.set, log);
   const server = new ProxyServer(config);
   const bound = await server.start();

@@ -1,7 +1,7 @@
 // proxy-server command line: upstream flag names, meanings and defaults, except the few
 // defaults improved on purpose (marked "ours"), and validation with clear messages.
 import { randomUUID } from 'node:crypto';
-import { parseFlags, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import { FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
@@ -285,8 +285,4 @@ export function serverConfigFromFlags(
     connectionWindowBytes: v['connection-window-size'],
     log,
   };
-}
-
-export function parseServerArgs(argv: readonly string[]) {
-  return parseFlags(serverFlags, argv);
 }

@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseGoDuration, formatGoDuration } from '../../../common/flags/go-duration.js';
-import { FlagError } from '../../../common/flags/flag-set.js';
-import { parseServerArgs, serverConfigFromFlags } from '../../../server/options.js';
-import { parseAgentArgs } from '../../../agent/options.js';
+import { FlagError, parseFlags } from '../../../common/flags/flag-set.js';
+import { serverConfigFromFlags, serverFlags } from '../../../server/options.js';
+import { agentFlags } from '../../../agent/options.js';
 import { createLogger } from '../../../common/log.js';
 
 const quiet = createLogger({ component: 'test', level: 'silent' });
@@ -94,19 +94,25 @@ describe('Go durations', () => {
 
 describe('command lines', () => {
   it('the server parses every flag of DESIGN.md, in both --flag=value and --flag value forms', () => {
-    const r = parseServerArgs(SERVER_FLAGS);
+    const r = parseFlags(serverFlags, SERVER_FLAGS);
     assert.equal(r.values['server-count'], 3);
     assert.equal(r.values['keepalive-time'], 3_600_000);
     assert.equal(r.values.v, 2);
     assert.equal(r.values['enable-lease-controller'], true);
-    const spaced = parseServerArgs(['--mode', 'http-connect', '-v', '4', '--delete-existing-uds-file=false']);
+    const spaced = parseFlags(serverFlags, [
+      '--mode',
+      'http-connect',
+      '-v',
+      '4',
+      '--delete-existing-uds-file=false',
+    ]);
     assert.equal(spaced.values.mode, 'http-connect');
     assert.equal(spaced.values.v, 4);
     assert.equal(spaced.values['delete-existing-uds-file'], false);
   });
 
   it('the agent parses every flag of DESIGN.md', () => {
-    const r = parseAgentArgs(AGENT_FLAGS);
+    const r = parseFlags(agentFlags, AGENT_FLAGS);
     assert.equal(r.values['agent-identifiers'], 'host=node1&ipv4=10.0.0.5');
     assert.equal(r.values['sync-interval-cap'], 10_000);
     assert.deepEqual(r.values['alpn-proto'], ['konnectivity']);
@@ -114,20 +120,20 @@ describe('command lines', () => {
   });
 
   it('accepts an upstream flag we do not implement yet with a warning, and refuses unknown flags', () => {
-    const r = parseAgentArgs(['--count-server-leases', '--xfr-channel-size=150']);
+    const r = parseFlags(agentFlags, ['--count-server-leases', '--xfr-channel-size=150']);
     assert.equal(r.warnings.length, 2);
     assert.match(
       r.warnings[0] ?? '',
       /--count-server-leases is accepted for compatibility but has no effect/,
     );
-    assert.throws(() => parseServerArgs(['--no-such-flag=1']), FlagError);
-    assert.throws(() => parseServerArgs(['--server-port=abc']), /expected an integer/);
-    assert.throws(() => parseServerArgs(['--keepalive-time=5']), /invalid duration/);
+    assert.throws(() => parseFlags(serverFlags, ['--no-such-flag=1']), FlagError);
+    assert.throws(() => parseFlags(serverFlags, ['--server-port=abc']), /expected an integer/);
+    assert.throws(() => parseFlags(serverFlags, ['--keepalive-time=5']), /invalid duration/);
   });
 
   it('validates the server configuration with upstream messages', () => {
     const cfg = (args: string[]) => {
-      const r = parseServerArgs(args);
+      const r = parseFlags(serverFlags, args);
       return serverConfigFromFlags(r.values, r.set, quiet, {});
     };
     assert.throws(() => cfg(['--mode=socks']), /mode must be set to either 'grpc' or 'http-connect'/);
