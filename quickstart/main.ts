@@ -4,7 +4,6 @@ import http from 'node:http';
 import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createLogger } from '../common/log.js';
-import { readPem } from '../common/tls.js';
 import { ProxyServer } from '../server/proxy-server.js';
 import { ProxyAgent } from '../agent/proxy-agent.js';
 import { createPki, writePki } from './pki.js';
@@ -19,9 +18,11 @@ const ephemeral = process.env.KNP_LOCAL_PORTS === '0';
 const port = (n: number) => (ephemeral ? 0 : n);
 const log = createLogger({ component: 'konnectivity-local', level: process.env.KNP_LOG_LEVEL ?? 'warn' });
 
-const files = writePki(await createPki(), resolve(RUN_DIR, 'pki'));
-const tls = { cert: readPem('server-cert', files.serverCert), key: readPem('server-key', files.serverKey) };
-const ca = readPem('ca-cert', files.ca);
+// Written out for the curl command; the processes here use the PEMs already in memory.
+const pki = await createPki();
+const files = writePki(pki, resolve(RUN_DIR, 'pki'));
+const tls = { cert: Buffer.from(pki.server.cert), key: Buffer.from(pki.server.key) };
+const ca = Buffer.from(pki.ca.cert);
 const udsPath = resolve(RUN_DIR, 'konnectivity-server.socket');
 
 // Something on the "node side" to reach: in a cluster this is a kubelet, a pod or a service.
@@ -61,8 +62,8 @@ const agent = new ProxyAgent({
   serverHost: '127.0.0.1',
   serverPort: bound.agentPort,
   ca,
-  cert: readPem('agent-cert', files.agentCert),
-  key: readPem('agent-key', files.agentKey),
+  cert: Buffer.from(pki.agent.cert),
+  key: Buffer.from(pki.agent.key),
   syncIntervalMs: 500,
   syncIntervalCapMs: 5000,
   keepaliveTimeMs: 3_600_000,

@@ -15,7 +15,8 @@ import {
   parseExtensions,
 } from '../../proto/metadata.js';
 import { ErrorCode, TunnelError } from '../../common/errors.js';
-import { DEFAULT_DIAL_TIMEOUT_MS, type DialOptions, type FrontendAddress } from './frontend-address.js';
+import type { DialOptions, FrontendAddress } from './frontend-address.js';
+import { watchDial } from './dial-watch.js';
 
 type Call = ClientDuplexStream<Packet, Packet>;
 
@@ -52,19 +53,9 @@ export function dialGrpc(
   let halfClose = false;
   return new Promise<Duplex>((resolve, reject) => {
     let settled = false;
-    const timeoutMs = options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-    const timer = setTimeout(() => {
-      giveUp(new TunnelError(ErrorCode.DIAL_TIMEOUT, `dial to ${address} timed out after ${timeoutMs}ms`));
-    }, timeoutMs);
-    const onAbort = () => {
-      giveUp(new TunnelError(ErrorCode.DIAL_CANCELLED, `dial to ${address} aborted`));
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-
     const settle = () => {
       settled = true;
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
+      watch.stop();
       call.removeListener('data', onPacket);
     };
     const fail = (err: Error) => {
@@ -86,6 +77,7 @@ export function dialGrpc(
       }, 1000).unref();
       reject(err);
     };
+    const watch = watchDial(address, options, giveUp);
     const onPacket = (p: Packet) => {
       if (p.type !== PacketType.DIAL_RSP || p.random !== random) return;
       if (p.error) {
@@ -105,8 +97,7 @@ export function dialGrpc(
     call.on('end', () => {
       fail(new TunnelError(ErrorCode.TUNNEL_CLOSED, 'proxy closed the stream before answering the dial'));
     });
-    if (options.signal?.aborted) onAbort();
-    else call.write(packets.dialRequest(address, random));
+    if (!watch.abortedAlready()) call.write(packets.dialRequest(address, random));
   });
 }
 

@@ -3,7 +3,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { ErrorCode, TunnelError, type ErrorCodeValue } from '../../common/errors.js';
-import { DEFAULT_DIAL_TIMEOUT_MS, type DialOptions, type FrontendAddress } from './frontend-address.js';
+import type { DialOptions, FrontendAddress } from './frontend-address.js';
+import { watchDial } from './dial-watch.js';
 
 const MAX_RESPONSE_HEAD = 16 * 1024;
 
@@ -49,18 +50,10 @@ export function dialHttpConnect(
     let head = Buffer.alloc(0);
     let status = 0;
     let settled = false;
-    const timeoutMs = options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-    const timer = setTimeout(() => {
-      fail(new TunnelError(ErrorCode.DIAL_TIMEOUT, `dial to ${address} timed out after ${timeoutMs}ms`));
-    }, timeoutMs);
-    const onAbort = () => {
-      fail(new TunnelError(ErrorCode.DIAL_CANCELLED, `dial to ${address} aborted`));
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const watch = watchDial(address, options, fail);
     const cleanup = () => {
       settled = true;
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
+      watch.stop();
       socket.removeListener('data', onData);
       socket.removeListener('error', fail);
       socket.removeListener('end', onEnd);
@@ -107,10 +100,7 @@ export function dialHttpConnect(
     socket.on('data', onData);
     socket.on('error', fail);
     socket.on('end', onEnd);
-    if (options.signal?.aborted) {
-      onAbort();
-      return;
-    }
+    if (watch.abortedAlready()) return;
     socket.write(
       `CONNECT ${address} HTTP/1.1\r\nHost: ${address}\r\nUser-Agent: konnectivity-ts-dialer\r\n\r\n`,
     );
