@@ -1,6 +1,6 @@
 // proxy-agent command line: upstream flag names, meanings and defaults.
 import { randomUUID } from 'node:crypto';
-import { FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import { checkPortFlag, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
@@ -141,10 +141,8 @@ export function agentConfigFromFlags(
   env: NodeJS.ProcessEnv = process.env,
 ): ProxyAgentConfig {
   const v = values;
-  for (const p of ['proxy-server-port', 'health-server-port', 'admin-server-port'] as const) {
-    if (!Number.isInteger(v[p]) || v[p] < 0 || v[p] > 65535)
-      throw new FlagError(`--${p} ${v[p]} is not a port`);
-  }
+  for (const p of ['proxy-server-port', 'health-server-port', 'admin-server-port'] as const)
+    checkPortFlag(p, v[p]);
   if (v['proxy-server-port'] === 0) throw new FlagError('proxy server port 0 must be greater than 0');
   if (v['agent-cert'] && !v['agent-key'])
     throw new FlagError('cannot have --agent-key empty when --agent-cert is set');

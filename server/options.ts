@@ -1,7 +1,7 @@
 // proxy-server command line: upstream flag names, meanings and defaults, except the few
 // defaults improved on purpose (marked "ours"), and validation with clear messages.
 import { randomUUID } from 'node:crypto';
-import { FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import { checkPortFlag, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
@@ -166,11 +166,6 @@ export type ServerFlagValues = FlagValues<typeof serverFlags>;
 
 const STRATEGIES = new Set(['default', 'destHost', 'defaultRoute']);
 
-function checkPort(name: string, port: number): void {
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new FlagError(`--${name} ${port} is not a port (0-65535)`);
-}
-
 function pair(certFlag: string, cert: string, keyFlag: string, key: string): void {
   if (cert && !key)
     throw new FlagError(`cannot have --${keyFlag} empty when --${certFlag} is set to "${cert}"`);
@@ -189,7 +184,7 @@ export function serverConfigFromFlags(
   if (v.mode !== 'grpc' && v.mode !== 'http-connect') {
     throw new FlagError(`mode must be set to either 'grpc' or 'http-connect' not "${v.mode}"`);
   }
-  for (const p of ['server-port', 'agent-port', 'health-port', 'admin-port'] as const) checkPort(p, v[p]);
+  for (const p of ['server-port', 'agent-port', 'health-port', 'admin-port'] as const) checkPortFlag(p, v[p]);
   pair('server-cert', v['server-cert'], 'server-key', v['server-key']);
   pair('cluster-cert', v['cluster-cert'], 'cluster-key', v['cluster-key']);
   for (const w of ['agent-window-size', 'frontend-window-size'] as const) {

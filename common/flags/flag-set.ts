@@ -76,6 +76,13 @@ function convert(name: string, spec: FlagSpec, raw: string, previous: unknown): 
   }
 }
 
+/** Validation shared by the binaries: a port flag (0: pick a free port). */
+export function checkPortFlag(name: string, port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new FlagError(`--${name} ${port} is not a port (0-65535)`);
+  }
+}
+
 export function parseFlags<T extends FlagTable>(table: T, argv: readonly string[]): ParseResult<T> {
   const values: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(table)) {
