@@ -74,8 +74,7 @@ export const agentFlags = {
   'service-account-token-path': {
     kind: 'string',
     default: '',
-    help: '',
-    notImplemented: later('security issue'),
+    help: 'file holding a ServiceAccount token sent as "authorization: Bearer <token>"; read again on every connect, so rotated projected tokens take effect',
   },
   'alpn-proto': {
     kind: 'stringSlice',
@@ -171,6 +170,7 @@ export function agentConfigFromFlags(
     keepaliveTimeMs: v['keepalive-time'],
     windowBytes: v['server-window-size'],
     connectionWindowBytes: v['connection-window-size'],
+    tokenPath: v['service-account-token-path'] || undefined,
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },
     log,

@@ -25,6 +25,8 @@ export interface ProxyAgentConfig {
   windowBytes?: number;
   /** flow-control extension: the window granted to servers per connection; default 8 MiB. */
   connectionWindowBytes?: number;
+  /** ServiceAccount token file, read on every connect. */
+  tokenPath?: string | undefined;
   health?: { host: string; port: number };
   admin?: { host: string; port: number };
   log: Logger;
@@ -58,6 +60,7 @@ export class ProxyAgent {
       agentID: config.agentID,
       agentIdentifiers: config.agentIdentifiers,
       connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
+      tokenPath: config.tokenPath,
       syncIntervalMs: config.syncIntervalMs,
       syncIntervalCapMs: config.syncIntervalCapMs,
       log: config.log,

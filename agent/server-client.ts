@@ -8,6 +8,7 @@ import {
   type ClientDuplexStream,
 } from '@grpc/grpc-js';
 import type net from 'node:net';
+import { readFileSync } from 'node:fs';
 import { PacketType, packets, packetTypeName, type Packet } from '../proto/packet.js';
 import { decodePacket, encodePacket } from '../proto/codec.js';
 import { CONNECT_METHOD } from '../proto/services.js';
@@ -38,6 +39,8 @@ export interface ServerClientConfig {
   agentIdentifiers: string;
   /** flow-control: the window we grant the server per connection. */
   connectionWindow: number;
+  /** ServiceAccount token file, read on every connect (projected tokens rotate). */
+  tokenPath?: string | undefined;
   log: Logger;
   metrics: AgentMetrics;
 }
@@ -70,6 +73,20 @@ export class ServerClient implements StreamSender {
   /** Opens the stream; resolves with the server's identity from its response headers. */
   connect(): Promise<ServerIdentity> {
     const { config } = this;
+    let token: string | undefined;
+    if (config.tokenPath) {
+      try {
+        token = readFileSync(config.tokenPath, 'utf8').trim();
+      } catch (err) {
+        return Promise.reject(
+          new Error(
+            `cannot read --service-account-token-path ${config.tokenPath}: ${(err as Error).message}`,
+          ),
+        );
+      }
+      if (!token)
+        return Promise.reject(new Error(`--service-account-token-path ${config.tokenPath} is empty`));
+    }
     const client = new Client(config.address, config.credentials, config.channelOptions);
     this.client = client;
     const md = new Metadata();
@@ -77,6 +94,7 @@ export class ServerClient implements StreamSender {
     md.set(MetadataKey.agentIdentifiers, config.agentIdentifiers);
     md.set(MetadataKey.extensions, OFFERED.join(','));
     md.set(MetadataKey.connectionWindow, String(config.connectionWindow));
+    if (token) md.set(MetadataKey.authorization, `Bearer ${token}`);
     this.windows.local = config.connectionWindow;
     const stream = client.makeBidiStreamRequest<Packet, Packet>(
       CONNECT_METHOD,

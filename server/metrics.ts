@@ -21,6 +21,7 @@ export class ServerMetrics {
   readonly httpConnections: Gauge;
   readonly stream: StreamMetrics<ServerSegment>;
   readonly dialFailures: Counter<'reason'>;
+  readonly agentAuthFailures: Counter;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -67,6 +68,11 @@ export class ServerMetrics {
       name: PREFIX + 'dial_failure_count',
       help: 'Number of dial failures observed. Multiple failures can occur for a single dial request.',
       labelNames: ['reason'],
+      registers,
+    });
+    this.agentAuthFailures = new Counter({
+      name: PREFIX + 'agent_auth_failures_total',
+      help: 'ours: agent streams refused because their ServiceAccount token failed authentication',
       registers,
     });
     for (const v of [0, 1]) this.grpcConnections.labels(v === 0 ? 'Proxy' : 'Connect').set(0);

@@ -217,11 +217,22 @@ export function serverConfigFromFlags(
     if (s !== 'default')
       log.warn({ strategy: s }, 'proxy strategy not implemented yet: any ready agent is chosen');
   }
+  let agentAuth: ProxyServerConfig['agentAuth'];
   if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
-    // Refusing is safer than running without the authentication the operator asked for.
-    throw new FlagError(
-      'agent token authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented yet; use --cluster-ca-cert to authenticate agents by certificate',
-    );
+    for (const f of ['agent-namespace', 'agent-service-account', 'authentication-audience'] as const) {
+      if (!v[f])
+        throw new FlagError(
+          `--${f} cannot be empty when agent token authentication is configured (--agent-namespace, --agent-service-account, --authentication-audience go together)`,
+        );
+    }
+    agentAuth = {
+      policy: {
+        namespace: v['agent-namespace'],
+        serviceAccount: v['agent-service-account'],
+        audience: v['authentication-audience'],
+      },
+      kubeconfig: v.kubeconfig,
+    };
   }
   if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode']))
     throw new FlagError(`--uds-socket-mode "${v['uds-socket-mode']}" is not an octal file mode`);
@@ -278,6 +289,7 @@ export function serverConfigFromFlags(
     agentWindowBytes: v['agent-window-size'],
     frontendWindowBytes: v['frontend-window-size'],
     connectionWindowBytes: v['connection-window-size'],
+    agentAuth,
     log,
   };
 }

@@ -19,6 +19,13 @@ import { AgentService } from './backend/agent-service.js';
 import { TunnelBroker } from './tunnel/broker.js';
 import { GrpcFrontend } from './frontend/grpc-frontend.js';
 import { HttpConnectFrontend } from './frontend/http-connect-frontend.js';
+import {
+  TokenAuthenticator,
+  apiTokenReviewer,
+  type TokenPolicy,
+  type TokenReviewer,
+} from '../common/kube/token-review.js';
+import { loadKubeClient } from '../common/kube/client.js';
 
 export interface FrontendConfig {
   mode: 'grpc' | 'http-connect';
@@ -49,6 +56,10 @@ export interface ProxyServerConfig {
   connectionWindowBytes?: number;
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
+  /** Agents must present a ServiceAccount token that a TokenReview accepts. */
+  agentAuth?: { policy: TokenPolicy; kubeconfig: string } | undefined;
+  /** Overrides the Kubernetes TokenReview (embedding, tests). */
+  tokenReviewer?: TokenReviewer;
   log: Logger;
   registry?: Registry;
 }
@@ -81,6 +92,7 @@ export class ProxyServer {
   private readonly httpFrontends: HttpConnectFrontend[] = [];
   private readonly endpoints: HttpEndpoint[] = [];
   private readonly grpcFrontendPorts: string[] = [];
+  private readonly agentService: AgentService;
   private grpcFrontendUsed = false;
   private stopped = false;
 
@@ -105,20 +117,19 @@ export class ProxyServer {
       'grpc.keepalive_time_ms': config.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
     });
-    this.agentServer.addService(agentServiceDefinition, {
-      Connect: new AgentService(
-        this.broker,
-        this.backends,
-        this.metrics,
-        this.log.child({ part: 'agent-server' }),
-        {
-          serverID: config.serverID,
-          serverCount: config.serverCount,
-          windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
-          connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
-        },
-      ).handle,
-    });
+    this.agentService = new AgentService(
+      this.broker,
+      this.backends,
+      this.metrics,
+      this.log.child({ part: 'agent-server' }),
+      {
+        serverID: config.serverID,
+        serverCount: config.serverCount,
+        windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
+        connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
+      },
+    );
+    this.agentServer.addService(agentServiceDefinition, { Connect: this.agentService.handle });
   }
 
   get registry(): Registry {
@@ -133,6 +144,12 @@ export class ProxyServer {
   async start(): Promise<ServerAddresses> {
     const out: ServerAddresses = { frontends: [], agentPort: 0 };
     try {
+      const auth = this.config.agentAuth;
+      if (auth) {
+        const reviewer = this.config.tokenReviewer ?? apiTokenReviewer(await loadKubeClient(auth.kubeconfig));
+        this.agentService.authenticator = new TokenAuthenticator(reviewer, auth.policy);
+        this.log.info({ ...auth.policy }, 'agents must present a ServiceAccount token');
+      }
       for (const fe of this.config.frontends) out.frontends.push(await this.startFrontend(fe));
       const a = this.config.agent;
       out.agentPort = await this.bindGrpc(

@@ -10,6 +10,7 @@ import { Backend, type AgentStream } from './backend.js';
 import { widenReceiveWindows } from '../http2-windows.js';
 import { parseConnectionWindow } from '../../proto/flow-control.js';
 import type { BackendManager } from './backend-manager.js';
+import type { TokenAuthenticator } from '../../common/kube/token-review.js';
 
 /** The extensions this server implements, offered to agents that ask. */
 const SUPPORTED = new Set<string>([Extension.halfClose, Extension.flowControl]);
@@ -23,6 +24,9 @@ export interface AgentServiceOptions {
 }
 
 export class AgentService {
+  /** Set when agents must present a ServiceAccount token. */
+  authenticator: TokenAuthenticator | undefined;
+
   constructor(
     private readonly broker: TunnelBroker,
     private readonly backends: BackendManager,
@@ -33,13 +37,35 @@ export class AgentService {
 
   readonly handle = (stream: AgentStream): void => {
     const agentID = metadataValue(stream.metadata, MetadataKey.agentID) ?? '';
-    const identifiers = metadataValue(stream.metadata, MetadataKey.agentIdentifiers) ?? '';
     const peer = stream.getPeer();
     if (agentID === '') {
       this.log.warn({ peer }, 'agent stream refused: no agentID metadata');
       stream.emit('error', { code: status.INVALID_ARGUMENT, details: 'agentID metadata is required' });
       return;
     }
+    const auth = this.authenticator;
+    if (!auth) {
+      this.admit(stream, agentID, peer);
+      return;
+    }
+    void auth.authenticate(metadataValue(stream.metadata, MetadataKey.authorization)).then((result) => {
+      if (result.ok) {
+        this.log.debug({ agentID, peer, user: result.user }, 'agent token accepted');
+        this.admit(stream, agentID, peer);
+        return;
+      }
+      this.metrics.agentAuthFailures.inc();
+      this.log.warn({ agentID, peer, reason: result.reason }, 'agent refused: authentication failed');
+      stream.emit('error', {
+        code: status.UNAUTHENTICATED,
+        details: `agent authentication failed: ${result.reason}`,
+      });
+    });
+  };
+
+  private admit(stream: AgentStream, agentID: string, peer: string): void {
+    if (stream.cancelled) return;
+    const identifiers = metadataValue(stream.metadata, MetadataKey.agentIdentifiers) ?? '';
     if (!widenReceiveWindows(stream, this.options.windowBytes)) {
       this.log.warn(
         'cannot reach the HTTP/2 session of the agent stream: its receive window stays at 64 KiB',
@@ -93,5 +119,5 @@ export class AgentService {
     stream.on('close', () => {
       leave('stream closed');
     });
-  };
+  }
 }

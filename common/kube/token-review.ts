@@ -1,0 +1,105 @@
+// Validates a ServiceAccount bearer token with a TokenReview (authentication.k8s.io/v1), the
+// way upstream proxy-server authenticates agents: authenticated, audience, namespace and
+// service account must all match. Positive answers are cached briefly, keyed by a hash of the
+// token, so a reconnect storm does not become a TokenReview storm.
+import { createHash } from 'node:crypto';
+import type { KubeClient } from './client.js';
+
+export interface TokenPolicy {
+  namespace: string;
+  serviceAccount: string;
+  /** Empty: the API server's default audience, not checked. */
+  audience: string;
+}
+
+export type ReviewResult = { ok: true; user: string } | { ok: false; reason: string };
+
+export type TokenReviewer = (token: string, audiences: string[]) => Promise<ReviewOutcome>;
+
+export interface ReviewOutcome {
+  authenticated: boolean;
+  user: string;
+  audiences: string[];
+  error: string;
+}
+
+const SA_PREFIX = 'system:serviceaccount:';
+const CACHE_LIMIT = 10_000;
+
+export class TokenAuthenticator {
+  private readonly cache = new Map<string, { user: string; until: number }>();
+
+  constructor(
+    private readonly review: TokenReviewer,
+    private readonly policy: TokenPolicy,
+    private readonly cacheTtlMs = 10_000,
+  ) {}
+
+  /** `authorization` is the raw metadata value ("Bearer <token>"), possibly undefined. */
+  async authenticate(authorization: string | undefined): Promise<ReviewResult> {
+    if (!authorization) return { ok: false, reason: 'no authorization metadata' };
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!match?.[1]) return { ok: false, reason: 'authorization metadata is not "Bearer <token>"' };
+    const token = match[1];
+    const key = createHash('sha256').update(token).digest('base64');
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return { ok: true, user: hit.user };
+    if (hit) this.cache.delete(key);
+
+    let outcome: ReviewOutcome;
+    try {
+      outcome = await this.review(token, this.policy.audience ? [this.policy.audience] : []);
+    } catch (err) {
+      return { ok: false, reason: `token review failed: ${(err as Error).message}` };
+    }
+    const result = this.judge(outcome);
+    if (result.ok) {
+      if (this.cache.size >= CACHE_LIMIT) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+      this.cache.set(key, { user: result.user, until: Date.now() + this.cacheTtlMs });
+    }
+    return result;
+  }
+
+  private judge(o: ReviewOutcome): ReviewResult {
+    if (!o.authenticated)
+      return { ok: false, reason: `token not authenticated: ${o.error || 'no reason given'}` };
+    const { audience, namespace, serviceAccount } = this.policy;
+    if (audience && !o.audiences.includes(audience)) {
+      return { ok: false, reason: `token audiences [${o.audiences.join(',')}] do not include "${audience}"` };
+    }
+    if (!o.user.startsWith(SA_PREFIX))
+      return { ok: false, reason: `user "${o.user}" is not a service account` };
+    const [ns, sa, ...rest] = o.user.slice(SA_PREFIX.length).split(':');
+    if (rest.length > 0 || !ns || !sa)
+      return { ok: false, reason: `malformed service account user "${o.user}"` };
+    if (ns !== namespace)
+      return { ok: false, reason: `service account namespace "${ns}" is not "${namespace}"` };
+    if (sa !== serviceAccount)
+      return { ok: false, reason: `service account "${sa}" is not "${serviceAccount}"` };
+    return { ok: true, user: o.user };
+  }
+}
+
+/** A TokenReviewer that asks the Kubernetes API. */
+export function apiTokenReviewer(client: KubeClient): TokenReviewer {
+  const api = client.config.makeApiClient(client.k8s.AuthenticationV1Api);
+  return async (token, audiences) => {
+    const review = await api.createTokenReview({
+      body: {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token, ...(audiences.length > 0 ? { audiences } : {}) },
+      },
+    });
+    const s = review.status;
+    return {
+      authenticated: s?.authenticated === true,
+      user: s?.user?.username ?? '',
+      audiences: s?.audiences ?? [],
+      error: s?.error ?? '',
+    };
+  };
+}

@@ -1,0 +1,153 @@
+// ServiceAccount token authentication of agents, against an in-process fake Kubernetes API
+// that answers TokenReviews: the real client library, real server and agent processes.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { dial } from '../../ccm-integration/dialer/index.js';
+import { startCluster, type Cluster } from '../support/cluster.js';
+import { FakeKubeApi } from '../support/fake-kube-api.js';
+import { LabTarget, readAll } from '../support/targets.js';
+import { metric, type Proc } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
+
+const AUDIENCE = 'system:konnectivity-server';
+const GOOD_USER = 'system:serviceaccount:kube-system:konnectivity-agent';
+
+describe('agent token authentication', () => {
+  let api: FakeKubeApi;
+  let cluster: Cluster;
+  let target: LabTarget;
+  const agents: Proc[] = [];
+
+  const tokenFile = (name: string, token: string): string => {
+    const path = join(cluster.pki.dir, `token-${name}`);
+    writeFileSync(path, `\n  ${token}\n`);
+    return path;
+  };
+  const startAgent = async (id: string, extra: string[]): Promise<Proc> => {
+    const p = await cluster.startAgent([`--agent-id=${id}`, ...extra]);
+    agents.push(p);
+    return p;
+  };
+  const refusal = (id: string) =>
+    waitFor(`refusal of ${id}`, () =>
+      cluster.server.proc.lines.find(
+        (l) => l.msg === 'agent refused: authentication failed' && l.agentID === id,
+      ),
+    );
+
+  before(async () => {
+    api = await new FakeKubeApi().start();
+    api.tokens.set('good-token', { user: GOOD_USER, audiences: [AUDIENCE] });
+    api.tokens.set('good-token-2', { user: GOOD_USER, audiences: [AUDIENCE] });
+    api.tokens.set('other-audience', { user: GOOD_USER, audiences: ['https://kubernetes.default.svc'] });
+    api.tokens.set('other-sa', { user: 'system:serviceaccount:kube-system:default', audiences: [AUDIENCE] });
+    api.tokens.set('other-ns', {
+      user: 'system:serviceaccount:default:konnectivity-agent',
+      audiences: [AUDIENCE],
+    });
+    api.tokens.set('expired', { user: GOOD_USER, audiences: [AUDIENCE], expired: true });
+    target = await new LabTarget('lab').start();
+    const { testPki } = await import('../support/pki.js');
+    const kubeconfig = api.writeKubeconfig((await testPki()).dir);
+    cluster = await startCluster('grpc', 'uds', {
+      agents: 0,
+      serverArgs: [
+        '--agent-namespace=kube-system',
+        '--agent-service-account=konnectivity-agent',
+        `--authentication-audience=${AUDIENCE}`,
+        `--kubeconfig=${kubeconfig}`,
+      ],
+    });
+  });
+  after(async () => {
+    await Promise.all(agents.map((a) => a.kill()));
+    await cluster.stop();
+    await target.stop();
+    await api.stop();
+  });
+
+  it('accepts a good token, reviews it once for two agents, and tunnels through them', async () => {
+    const path = tokenFile('good', 'good-token');
+    await startAgent('good-1', [`--service-account-token-path=${path}`]);
+    await waitFor(
+      'agent admitted',
+      async () =>
+        (await metric(
+          cluster.server.adminPort,
+          'konnectivity_network_proxy_server_ready_backend_connections',
+        )) === 1 || undefined,
+    );
+    await startAgent('good-2', [`--service-account-token-path=${path}`]);
+    await waitFor(
+      'second agent admitted',
+      async () =>
+        (await metric(
+          cluster.server.adminPort,
+          'konnectivity_network_proxy_server_ready_backend_connections',
+        )) === 2 || undefined,
+    );
+    assert.equal(
+      api.count('POST', '/apis/authentication.k8s.io/v1/tokenreviews'),
+      1,
+      'positive result cached',
+    );
+    const sock = await dial(cluster.frontend, target.address);
+    const back = readAll(sock);
+    sock.end('id\n');
+    assert.equal((await back).toString(), 'lab\n');
+  });
+
+  for (const [name, token, reason] of [
+    ['wrong-audience', 'other-audience', /audiences/],
+    ['wrong-sa', 'other-sa', /service account "default" is not "konnectivity-agent"/],
+    ['wrong-ns', 'other-ns', /namespace "default" is not "kube-system"/],
+    ['expired', 'expired', /token not authenticated: token has expired/],
+    ['unknown', 'no-such-token', /token not authenticated: invalid bearer token/],
+  ] as const) {
+    it(`refuses an agent with a ${name} token and logs why`, async () => {
+      const agent = await startAgent(name, [`--service-account-token-path=${tokenFile(name, token)}`]);
+      const line = await refusal(name);
+      assert.match(String(line.reason), reason);
+      await waitFor('agent sees UNAUTHENTICATED', () =>
+        agent.lines.find(
+          (l) =>
+            l.msg === 'cannot connect to proxy-server' &&
+            /UNAUTHENTICATED|authentication failed/.test(String(l.error)),
+        ),
+      );
+      await agent.kill();
+    });
+  }
+
+  it('refuses an agent that sends no token', async () => {
+    const agent = await startAgent('no-token', []);
+    assert.match(String((await refusal('no-token')).reason), /no authorization metadata/);
+    await agent.kill();
+  });
+
+  it('reads the token file again on every connect: a rotated token takes effect on the next connect', async () => {
+    const path = tokenFile('rotating', 'expired');
+    const agent = await startAgent('rotating', [`--service-account-token-path=${path}`]);
+    await refusal('rotating');
+    const before = await metric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_ready_backend_connections',
+    );
+    writeFileSync(path, 'good-token-2\n');
+    await waitFor('rotated token accepted', () =>
+      agent.lines.find((l) => l.msg === 'connected to proxy-server'),
+    );
+    assert.equal(
+      await metric(cluster.server.adminPort, 'konnectivity_network_proxy_server_ready_backend_connections'),
+      before + 1,
+    );
+    assert.ok(
+      (await metric(
+        cluster.server.adminPort,
+        'konnectivity_network_proxy_server_agent_auth_failures_total',
+      )) >= 7,
+    );
+  });
+});
