@@ -14,6 +14,7 @@ export class AgentMetrics {
   readonly endpointConnections: Gauge;
   readonly serverFailures: Counter<'direction'>;
   readonly stream: StreamMetrics<AgentSegment>;
+  readonly destinationDenied: Counter;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -51,6 +52,11 @@ export class AgentMetrics {
       registers,
     });
     this.stream = new StreamMetrics<AgentSegment>(PREFIX, registry);
+    this.destinationDenied = new Counter({
+      name: PREFIX + 'destination_denied_total',
+      help: 'ours: dials refused by --allowed-destinations / --denied-destinations',
+      registers,
+    });
   }
 
   packet(segment: AgentSegment, type: number): void {

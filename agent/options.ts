@@ -7,6 +7,12 @@ import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import type { ProxyAgentConfig } from './proxy-agent.js';
+import {
+  DEFAULT_DENIED_DESTINATIONS,
+  DestinationPolicy,
+  DestinationSyntaxError,
+  parseDestinations,
+} from './destination-policy.js';
 
 const later = (issue: string) => `not implemented yet (${issue})`;
 const IDENTIFIER_TYPES = new Set(['host', 'ipv4', 'ipv6', 'cidr', 'default-route']);
@@ -76,6 +82,16 @@ export const agentFlags = {
     default: '',
     help: 'file holding a ServiceAccount token sent as "authorization: Bearer <token>"; read again on every connect, so rotated projected tokens take effect',
   },
+  'allowed-destinations': {
+    kind: 'string',
+    default: '',
+    help: 'ours: comma-separated CIDR, CIDR:PORT or CIDR:LOW-HIGH (IPv6 in brackets) this agent may dial; empty: any destination not denied',
+  },
+  'denied-destinations': {
+    kind: 'string',
+    default: DEFAULT_DENIED_DESTINATIONS,
+    help: 'ours: destinations this agent never dials (same syntax; deny wins over allow); the default denies the cloud metadata service, set it empty to allow that',
+  },
   'alpn-proto': {
     kind: 'stringSlice',
     default: [],
@@ -134,6 +150,15 @@ export function checkAgentIdentifiers(text: string, log: Logger): void {
   }
 }
 
+function destinationsFlag(flag: string, text: string) {
+  try {
+    return parseDestinations(text);
+  } catch (err) {
+    if (err instanceof DestinationSyntaxError) throw new FlagError(`--${flag}: ${err.message}`);
+    throw err;
+  }
+}
+
 export function agentConfigFromFlags(
   values: AgentFlagValues,
   log: Logger,
@@ -160,6 +185,10 @@ export function agentConfigFromFlags(
     throw new FlagError('--connection-window-size must be between 65536 and 1073741824 bytes');
   }
   checkAgentIdentifiers(v['agent-identifiers'], log);
+  const policy = new DestinationPolicy(
+    destinationsFlag('allowed-destinations', v['allowed-destinations']),
+    destinationsFlag('denied-destinations', v['denied-destinations']),
+  );
   const config: ProxyAgentConfig = {
     agentID: v['agent-id'] || env.PROXY_AGENT_ID || randomUUID(),
     agentIdentifiers: v['agent-identifiers'],
@@ -171,6 +200,7 @@ export function agentConfigFromFlags(
     windowBytes: v['server-window-size'],
     connectionWindowBytes: v['connection-window-size'],
     tokenPath: v['service-account-token-path'] || undefined,
+    destinationPolicy: policy,
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },
     log,

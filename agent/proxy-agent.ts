@@ -8,6 +8,7 @@ import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoin
 import { AgentMetrics } from './metrics.js';
 import { ClientSet } from './client-set.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
+import type { DestinationPolicy } from './destination-policy.js';
 
 export interface ProxyAgentConfig {
   agentID: string;
@@ -27,6 +28,8 @@ export interface ProxyAgentConfig {
   connectionWindowBytes?: number;
   /** ServiceAccount token file, read on every connect. */
   tokenPath?: string | undefined;
+  /** Which targets may be dialed; undefined: any. */
+  destinationPolicy?: DestinationPolicy;
   health?: { host: string; port: number };
   admin?: { host: string; port: number };
   log: Logger;
@@ -61,6 +64,7 @@ export class ProxyAgent {
       agentIdentifiers: config.agentIdentifiers,
       connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
       tokenPath: config.tokenPath,
+      destinationPolicy: config.destinationPolicy,
       syncIntervalMs: config.syncIntervalMs,
       syncIntervalCapMs: config.syncIntervalCapMs,
       log: config.log,

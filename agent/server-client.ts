@@ -24,7 +24,14 @@ import type { Logger } from '../common/log.js';
 import { StreamGate } from '../common/stream-gate.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
-import { TARGET_DIAL_TIMEOUT_MS, dialErrorText, dialTarget, splitHostPort } from './target-dialer.js';
+import {
+  DENIED_CODE,
+  TARGET_DIAL_TIMEOUT_MS,
+  dialErrorText,
+  dialTarget,
+  splitHostPort,
+} from './target-dialer.js';
+import type { DestinationPolicy } from './destination-policy.js';
 
 /** The extensions this agent offers to the server. */
 const OFFERED = [Extension.halfClose, Extension.flowControl];
@@ -41,6 +48,7 @@ export interface ServerClientConfig {
   connectionWindow: number;
   /** ServiceAccount token file, read on every connect (projected tokens rotate). */
   tokenPath?: string | undefined;
+  destinationPolicy?: DestinationPolicy | undefined;
   log: Logger;
   metrics: AgentMetrics;
 }
@@ -235,7 +243,12 @@ export class ServerClient implements StreamSender {
       return;
     }
     const started = performance.now();
-    const socket = dialTarget(target.host, target.port, TARGET_DIAL_TIMEOUT_MS);
+    const socket = dialTarget(
+      target.host,
+      target.port,
+      TARGET_DIAL_TIMEOUT_MS,
+      this.config.destinationPolicy,
+    );
     this.pendingDials.set(random, socket);
     socket.once('connect', () => {
       if (this.pendingDials.get(random) !== socket || this.closed) {
@@ -254,9 +267,14 @@ export class ServerClient implements StreamSender {
     socket.once('error', (err: NodeJS.ErrnoException) => {
       if (this.pendingDials.get(random) !== socket) return;
       this.pendingDials.delete(random);
-      metrics.dialFailures.labels(err.code === 'ETIMEDOUT' ? 'timeout' : 'unknown').inc();
       const text = dialErrorText(address, target.host, err);
-      this.log.debug({ address, error: text }, 'dial failed');
+      if (err.code === DENIED_CODE) {
+        metrics.destinationDenied.inc();
+        this.log.info({ address, error: text }, 'dial refused by destination policy');
+      } else {
+        metrics.dialFailures.labels(err.code === 'ETIMEDOUT' ? 'timeout' : 'unknown').inc();
+        this.log.debug({ address, error: text }, 'dial failed');
+      }
       this.send(packets.dialResponse(random, 0n, text));
     });
   }

@@ -2,6 +2,9 @@
 // the Go agent does ("dial tcp 10.0.0.1:80: connect: connection refused"), because that
 // text reaches kube-apiserver's logs and the HTTP CONNECT client.
 import net from 'node:net';
+import dns from 'node:dns';
+import { DESTINATION_DENIED } from '../common/errors.js';
+import type { DestinationPolicy } from './destination-policy.js';
 
 export const TARGET_DIAL_TIMEOUT_MS = 5000;
 
@@ -38,6 +41,8 @@ export function dialErrorText(address: string, host: string, err: NodeJS.ErrnoEx
       return `dial tcp ${address}: connect: network is unreachable`;
     case 'EHOSTUNREACH':
       return `dial tcp ${address}: connect: no route to host`;
+    case DENIED_CODE:
+      return `dial tcp ${address}: ${DESTINATION_DENIED}: ${err.message}`;
     case 'ECONNRESET':
       return `dial tcp ${address}: connect: connection reset by peer`;
     default:
@@ -45,9 +50,64 @@ export function dialErrorText(address: string, host: string, err: NodeJS.ErrnoEx
   }
 }
 
-/** Starts a TCP dial; the socket allows half-open so each direction can end on its own. */
-export function dialTarget(host: string, port: number, timeoutMs: number): net.Socket {
-  const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+/** The error code of a dial the destination policy refused. */
+export const DENIED_CODE = 'EDESTDENIED';
+
+function deniedError(reason: string): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(reason);
+  err.code = DENIED_CODE;
+  return err;
+}
+
+/**
+ * A lookup for net.connect that checks every resolved address against the policy: the
+ * socket then connects to exactly the addresses that were checked.
+ */
+function policyLookup(policy: DestinationPolicy, port: number): net.LookupFunction {
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) {
+        callback(err, '');
+        return;
+      }
+      const verdict = policy.checkAll(
+        addresses.map((a) => a.address),
+        port,
+      );
+      const first = addresses[0];
+      if (!verdict.ok) callback(deniedError(`${hostname} resolves to ${verdict.reason}`), '');
+      else if (options.all) callback(null, addresses);
+      else if (first) callback(null, first.address, first.family);
+      else callback(Object.assign(new Error(`lookup ${hostname}: no addresses`), { code: 'ENOTFOUND' }), '');
+    });
+  };
+}
+
+/**
+ * Starts a TCP dial; the socket allows half-open so each direction can end on its own. With
+ * a policy, a refused destination fails the socket with code EDESTDENIED before any packet.
+ */
+export function dialTarget(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  policy?: DestinationPolicy,
+): net.Socket {
+  if (policy && net.isIP(host)) {
+    const verdict = policy.check(host, port);
+    if (!verdict.ok) {
+      const refused = new net.Socket();
+      process.nextTick(() => refused.destroy(deniedError(verdict.reason)));
+      return refused;
+    }
+  }
+  const socket = net.connect({
+    host,
+    port,
+    allowHalfOpen: true,
+    noDelay: true,
+    ...(policy && !net.isIP(host) ? { lookup: policyLookup(policy, port) } : {}),
+  });
   const timer = setTimeout(() => {
     const err: NodeJS.ErrnoException = new Error('i/o timeout');
     err.code = 'ETIMEDOUT';

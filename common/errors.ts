@@ -9,7 +9,15 @@ export const ErrorCode = {
   TUNNEL_CLOSED: 'KNP_TUNNEL_CLOSED',
   FRONTEND: 'KNP_FRONTEND',
   CONFIG: 'KNP_CONFIG',
+  DESTINATION_DENIED: 'KNP_DESTINATION_DENIED',
+  LIMIT: 'KNP_LIMIT',
 } as const;
+
+/**
+ * Our agent words a dial refused by its destination policy with this text in DIAL_RSP, so our
+ * server can answer 403 instead of 502 (the protocol has no error codes).
+ */
+export const DESTINATION_DENIED = 'destination denied by agent policy';
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -33,6 +41,10 @@ export function httpStatusFor(code: ErrorCodeValue): number {
       return 400;
     case ErrorCode.DIAL_TIMEOUT:
       return 504;
+    case ErrorCode.DESTINATION_DENIED:
+      return 403;
+    case ErrorCode.LIMIT:
+      return 429;
     default:
       return 502;
   }

@@ -14,7 +14,7 @@ import {
   metadataValue,
   parseExtensions,
 } from '../../proto/metadata.js';
-import { ErrorCode, TunnelError } from '../../common/errors.js';
+import { DESTINATION_DENIED, ErrorCode, TunnelError } from '../../common/errors.js';
 import type { DialOptions, FrontendAddress } from './frontend-address.js';
 import { watchDial } from './dial-watch.js';
 
@@ -81,7 +81,10 @@ export function dialGrpc(
     const onPacket = (p: Packet) => {
       if (p.type !== PacketType.DIAL_RSP || p.random !== random) return;
       if (p.error) {
-        fail(new TunnelError(ErrorCode.DIAL_FAILED, p.error));
+        const code = p.error.includes(DESTINATION_DENIED)
+          ? ErrorCode.DESTINATION_DENIED
+          : ErrorCode.DIAL_FAILED;
+        fail(new TunnelError(code, p.error));
         return;
       }
       settle();

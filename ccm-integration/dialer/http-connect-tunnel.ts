@@ -12,6 +12,8 @@ function codeForStatus(status: number): ErrorCodeValue {
   if (status === 503) return ErrorCode.NO_AGENT;
   if (status === 504) return ErrorCode.DIAL_TIMEOUT;
   if (status === 400) return ErrorCode.BAD_TARGET;
+  if (status === 403) return ErrorCode.DESTINATION_DENIED;
+  if (status === 429) return ErrorCode.LIMIT;
   return ErrorCode.DIAL_FAILED;
 }
 

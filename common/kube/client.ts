@@ -38,7 +38,7 @@ export async function loadKubeClient(kubeconfig: string): Promise<KubeClient> {
 /** The HTTP status of a failed client-node call, when it has one. */
 export function apiStatus(err: unknown): number | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err).code;
+    const code = err.code;
     if (typeof code === 'number') return code;
   }
   return undefined;

@@ -22,6 +22,7 @@ const REASONS: Readonly<Record<number, string>> = {
   403: 'Forbidden',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
