@@ -1,6 +1,7 @@
 // Reads certificate, key and CA files into Buffers with errors that name the flag.
 import { readFileSync } from 'node:fs';
 import { TunnelError, ErrorCode } from './errors.js';
+import type { TlsPaths } from './tls-reload.js';
 
 export function readPem(flag: string, path: string): Buffer {
   try {
@@ -17,4 +18,6 @@ export interface TlsFiles {
   key: Buffer;
   /** When set, peers must present a certificate signed by it. */
   ca?: Buffer;
+  /** Where they were read from, for reloading; absent when given in memory. */
+  paths?: TlsPaths;
 }

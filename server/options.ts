@@ -6,6 +6,7 @@ import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
+import { TlsPolicyError, tlsPolicyFromFlags, type TlsPolicy } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
 
@@ -100,10 +101,18 @@ export const serverFlags = {
   'tls-min-version': {
     kind: 'string',
     default: '',
-    help: '',
-    notImplemented: later('security issue; TLS 1.2 is the minimum'),
+    help: 'minimum TLS version of every TLS listener: VersionTLS12 (default) or VersionTLS13 (VersionTLS10/11 are accepted and served as 1.2)',
   },
-  'cipher-suites': { kind: 'stringSlice', default: [], help: '', notImplemented: later('security issue') },
+  'cipher-suites': {
+    kind: 'stringSlice',
+    default: [],
+    help: "comma-separated TLS 1.2 cipher suites, Go's names (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); empty: Node's secure defaults. TLS 1.3 suites stay enabled unless listed",
+  },
+  'cert-reload-interval': {
+    kind: 'duration',
+    default: 10_000,
+    help: 'ours: how often certificate, key and CA files are checked for changes; changed files are served to the next handshake without a restart (0 disables)',
+  },
   'agent-namespace': { kind: 'string', default: '', help: 'agent token authentication: expected namespace' },
   'agent-service-account': {
     kind: 'string',
@@ -234,6 +243,14 @@ export function serverConfigFromFlags(
       kubeconfig: v.kubeconfig,
     };
   }
+  let tlsPolicy: TlsPolicy;
+  try {
+    tlsPolicy = tlsPolicyFromFlags(v['tls-min-version'], v['cipher-suites'], (msg) => log.warn(msg));
+  } catch (err) {
+    if (err instanceof TlsPolicyError) throw new FlagError(err.message);
+    throw err;
+  }
+  if (v['cert-reload-interval'] < 0) throw new FlagError('--cert-reload-interval must be >= 0');
   if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode']))
     throw new FlagError(`--uds-socket-mode "${v['uds-socket-mode']}" is not an octal file mode`);
 
@@ -258,6 +275,7 @@ export function serverConfigFromFlags(
       cert: readPem('server-cert', v['server-cert']),
       key: readPem('server-key', v['server-key']),
       ca: readPem('server-ca-cert', v['server-ca-cert']),
+      paths: { cert: v['server-cert'], key: v['server-key'], ca: v['server-ca-cert'] },
     };
   }
 
@@ -271,6 +289,7 @@ export function serverConfigFromFlags(
   const agentTls: TlsFiles = {
     cert: readPem(v['cluster-cert'] ? 'cluster-cert' : 'server-cert', clusterCert),
     key: readPem(v['cluster-cert'] ? 'cluster-key' : 'server-key', clusterKey),
+    paths: { cert: clusterCert, key: clusterKey, ca: v['cluster-ca-cert'] || undefined },
   };
   if (v['cluster-ca-cert']) agentTls.ca = readPem('cluster-ca-cert', v['cluster-ca-cert']);
   else log.warn('--cluster-ca-cert is not set: any agent that reaches the agent port is accepted');
@@ -290,6 +309,8 @@ export function serverConfigFromFlags(
     frontendWindowBytes: v['frontend-window-size'],
     connectionWindowBytes: v['connection-window-size'],
     agentAuth,
+    tlsPolicy,
+    certReloadIntervalMs: v['cert-reload-interval'],
     log,
   };
 }

@@ -12,6 +12,9 @@ import { createRegistry } from '../common/metrics.js';
 import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
 import { listen, prepareUds } from '../common/listen.js';
 import type { TlsFiles } from '../common/tls.js';
+import { DEFAULT_TLS_POLICY, tlsPolicyOptions, type TlsPolicy } from '../common/tls-policy.js';
+import { TlsReloader } from '../common/tls-reload.js';
+import { ReloadableServerCredentials } from './tls-credentials.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import { BackendManager } from './backend/backend-manager.js';
@@ -58,6 +61,10 @@ export interface ProxyServerConfig {
   gracefulShutdownTimeoutMs: number;
   /** Agents must present a ServiceAccount token that a TokenReview accepts. */
   agentAuth?: { policy: TokenPolicy; kubeconfig: string } | undefined;
+  /** Minimum TLS version and cipher list of every TLS listener; default TLS 1.2, Node's ciphers. */
+  tlsPolicy?: TlsPolicy;
+  /** How often certificate files are checked for changes; 0 or undefined: never. */
+  certReloadIntervalMs?: number;
   /** Overrides the Kubernetes TokenReview (embedding, tests). */
   tokenReviewer?: TokenReviewer;
   log: Logger;
@@ -93,6 +100,7 @@ export class ProxyServer {
   private readonly endpoints: HttpEndpoint[] = [];
   private readonly grpcFrontendPorts: string[] = [];
   private readonly agentService: AgentService;
+  private readonly reloaders: TlsReloader[] = [];
   private grpcFrontendUsed = false;
   private stopped = false;
 
@@ -155,7 +163,7 @@ export class ProxyServer {
       out.agentPort = await this.bindGrpc(
         this.agentServer,
         `${bracket(a.host || '0.0.0.0')}:${a.port}`,
-        grpcTlsCredentials(a.tls),
+        this.grpcTlsCredentials('agent', a.tls),
       );
       this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
       if (this.config.health) {
@@ -193,7 +201,7 @@ export class ProxyServer {
         port = await this.bindGrpc(
           this.grpcFrontendServer,
           `${bracket(fe.host || '0.0.0.0')}:${fe.port ?? 0}`,
-          grpcTlsCredentials(tls),
+          this.grpcTlsCredentials('frontend', tls),
         );
       }
       this.log.info({ listener: 'frontend', mode: 'grpc', ...where, port }, 'listening');
@@ -209,14 +217,24 @@ export class ProxyServer {
     if (fe.uds || !tls) {
       server = http.createServer(serverOptions);
     } else {
-      server = https.createServer({
+      const secure = https.createServer({
         ...serverOptions,
         // http.Server sets this itself, https.Server does not: without it a client's FIN
         // ends our direction too and a half-closed tunnel loses the target's answer.
         allowHalfOpen: true,
         cert: tls.cert,
         key: tls.key,
+        ...tlsPolicyOptions(this.tlsPolicy),
         ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+      });
+      server = secure;
+      this.watchTls('frontend', tls, (files) => {
+        secure.setSecureContext({
+          cert: files.cert,
+          key: files.key,
+          ...(files.ca ? { ca: files.ca } : {}),
+          ...tlsPolicyOptions(this.tlsPolicy),
+        });
       });
     }
     server.on('tlsClientError', (err: Error) =>
@@ -283,10 +301,34 @@ export class ProxyServer {
     await this.stop();
   }
 
+  private get tlsPolicy(): TlsPolicy {
+    return this.config.tlsPolicy ?? DEFAULT_TLS_POLICY;
+  }
+
+  /** TLS for a gRPC listener; with a CA, client certificates are required and verified. */
+  private grpcTlsCredentials(name: string, tls: TlsFiles): ServerCredentials {
+    const creds = new ReloadableServerCredentials(tls, this.tlsPolicy);
+    this.watchTls(name, tls, (files) => {
+      creds.update(files);
+    });
+    return creds;
+  }
+
+  /** Re-reads a listener's certificate files when they change on disk. */
+  private watchTls(name: string, tls: TlsFiles, apply: (files: TlsFiles) => void): void {
+    const interval = this.config.certReloadIntervalMs ?? 0;
+    if (!tls.paths || interval <= 0) return;
+    const reloader = new TlsReloader(name, tls.paths, tls, this.log);
+    reloader.onChange(apply);
+    reloader.start(interval);
+    this.reloaders.push(reloader);
+  }
+
   /** Closes every listener and connection at once. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    for (const r of this.reloaders) r.stop();
     if (this.grpcFrontendUsed) this.grpcFrontendServer.forceShutdown();
     this.agentServer.forceShutdown();
     for (const s of this.httpServers) {
@@ -296,15 +338,6 @@ export class ProxyServer {
     for (const f of this.httpFrontends) f.destroyAll();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
-}
-
-/** TLS for a gRPC listener; with a CA, client certificates are required and verified. */
-function grpcTlsCredentials(tls: TlsFiles): ServerCredentials {
-  return ServerCredentials.createSsl(
-    tls.ca ?? null,
-    [{ cert_chain: tls.cert, private_key: tls.key }],
-    !!tls.ca,
-  );
 }
 
 function bracket(host: string): string {
