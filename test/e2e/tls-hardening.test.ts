@@ -50,7 +50,7 @@ function handshake(port: number, pki: TestPki, options: tls.ConnectionOptions = 
       });
       s.destroy();
     });
-    s.once('error', (err) => {
+    s.once('error', (err: Error) => {
       resolve({ ok: false, error: err.message });
       s.destroy();
     });
