@@ -82,6 +82,11 @@ export const agentFlags = {
     default: '',
     help: 'file holding a ServiceAccount token sent as "authorization: Bearer <token>"; read again on every connect, so rotated projected tokens take effect',
   },
+  'max-grpc-message-size': {
+    kind: 'int',
+    default: 4 * 1024 * 1024,
+    help: 'ours: largest gRPC message (packet) accepted from a server, in bytes',
+  },
   'allowed-destinations': {
     kind: 'string',
     default: '',
@@ -178,6 +183,8 @@ export function agentConfigFromFlags(
       `sync interval ${v['sync-interval']}ms must be less than sync interval cap ${v['sync-interval-cap']}ms`,
     );
   }
+  if (v['max-grpc-message-size'] < 64 * 1024)
+    throw new FlagError('--max-grpc-message-size must be at least 65536 bytes');
   if (v['server-window-size'] < 65_535 || v['server-window-size'] > 2 ** 31 - 1) {
     throw new FlagError('--server-window-size must be between 65535 and 2147483647 bytes');
   }
@@ -200,6 +207,7 @@ export function agentConfigFromFlags(
     windowBytes: v['server-window-size'],
     connectionWindowBytes: v['connection-window-size'],
     tokenPath: v['service-account-token-path'] || undefined,
+    maxMessageBytes: v['max-grpc-message-size'],
     destinationPolicy: policy,
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },

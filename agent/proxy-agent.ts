@@ -28,6 +28,8 @@ export interface ProxyAgentConfig {
   connectionWindowBytes?: number;
   /** ServiceAccount token file, read on every connect. */
   tokenPath?: string | undefined;
+  /** Largest gRPC message accepted from a server; default 4 MiB. */
+  maxMessageBytes?: number;
   /** Which targets may be dialed; undefined: any. */
   destinationPolicy?: DestinationPolicy;
   health?: { host: string; port: number };
@@ -52,6 +54,7 @@ export class ProxyAgent {
       'grpc.keepalive_time_ms': config.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc-node.flow_control_window': config.windowBytes ?? 16 * 1024 * 1024,
+      'grpc.max_receive_message_length': config.maxMessageBytes ?? 4 * 1024 * 1024,
       // Each connection attempt gets a fresh channel: never share subchannels between them.
       'grpc.use_local_subchannel_pool': 1,
     };

@@ -91,6 +91,26 @@ export const serverFlags = {
     default: 8 * 1024 * 1024,
     help: 'ours: per-connection flow-control window (bytes) granted to our agents: one connection moves at most this per round trip, and a client that stops reading holds at most this',
   },
+  'max-pending-dials': {
+    kind: 'int',
+    default: 4096,
+    help: 'ours: dials waiting for an agent answer, all agents together; over it a dial fails at once (429 / DIAL_RSP error). 0: no limit',
+  },
+  'max-connections-per-agent': {
+    kind: 'int',
+    default: 20_000,
+    help: 'ours: open plus pending connections through one agent on this server; over it a dial fails at once (429 / DIAL_RSP error). 0: no limit',
+  },
+  'max-dials-per-second': {
+    kind: 'int',
+    default: 100,
+    help: 'ours: dials one gRPC frontend connection may start per second (burst the same); kube-apiserver opens a connection per dial, so only a client that reuses one meets it. 0: no limit',
+  },
+  'max-grpc-message-size': {
+    kind: 'int',
+    default: 4 * 1024 * 1024,
+    help: 'ours: largest gRPC message (packet) accepted from frontends and agents, in bytes; a larger one ends that stream only',
+  },
   'server-id': {
     kind: 'string',
     default: '',
@@ -203,6 +223,11 @@ export function serverConfigFromFlags(
   if (!isValidConnectionWindow(v['connection-window-size'])) {
     throw new FlagError('--connection-window-size must be between 65536 and 1073741824 bytes');
   }
+  for (const l of ['max-pending-dials', 'max-connections-per-agent', 'max-dials-per-second'] as const) {
+    if (v[l] < 0) throw new FlagError(`--${l} must be >= 0 (0: no limit)`);
+  }
+  if (v['max-grpc-message-size'] < 64 * 1024)
+    throw new FlagError('--max-grpc-message-size must be at least 65536 bytes');
   if (v['server-count'] < 1)
     throw new FlagError(`--server-count must be at least 1, not ${v['server-count']}`);
   for (const d of [
@@ -309,6 +334,12 @@ export function serverConfigFromFlags(
     frontendWindowBytes: v['frontend-window-size'],
     connectionWindowBytes: v['connection-window-size'],
     agentAuth,
+    limits: {
+      maxPendingDials: v['max-pending-dials'],
+      maxConnectionsPerAgent: v['max-connections-per-agent'],
+      maxDialsPerSecond: v['max-dials-per-second'],
+      maxMessageBytes: v['max-grpc-message-size'],
+    },
     tlsPolicy,
     certReloadIntervalMs: v['cert-reload-interval'],
     log,

@@ -61,6 +61,8 @@ export interface ProxyServerConfig {
   gracefulShutdownTimeoutMs: number;
   /** Agents must present a ServiceAccount token that a TokenReview accepts. */
   agentAuth?: { policy: TokenPolicy; kubeconfig: string } | undefined;
+  /** Limits that make a dial fail at once rather than harm others; absent or 0: none. */
+  limits?: Partial<ServerLimits>;
   /** Minimum TLS version and cipher list of every TLS listener; default TLS 1.2, Node's ciphers. */
   tlsPolicy?: TlsPolicy;
   /** How often certificate files are checked for changes; 0 or undefined: never. */
@@ -69,6 +71,14 @@ export interface ProxyServerConfig {
   tokenReviewer?: TokenReviewer;
   log: Logger;
   registry?: Registry;
+}
+
+export interface ServerLimits {
+  maxPendingDials: number;
+  maxConnectionsPerAgent: number;
+  maxDialsPerSecond: number;
+  /** Largest gRPC message accepted from frontends and agents. */
+  maxMessageBytes: number;
 }
 
 export interface BoundFrontend {
@@ -87,6 +97,8 @@ export interface ServerAddresses {
 const KEEPALIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_AGENT_WINDOW = 16 * 1024 * 1024;
 export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
+/** grpc-js's own default, stated so both sides agree. */
+const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 
 export class ProxyServer {
   readonly metrics: ServerMetrics;
@@ -108,22 +120,29 @@ export class ProxyServer {
     this.log = config.log;
     this.metrics = new ServerMetrics(config.registry ?? createRegistry(true));
     this.backends = new BackendManager(this.metrics);
+    const limits = config.limits ?? {};
     this.broker = new TunnelBroker(this.backends, this.metrics, this.log.child({ part: 'broker' }), {
       dialTimeoutMs: config.backendDialTimeoutMs,
+      maxPendingDials: limits.maxPendingDials ?? 0,
+      maxConnectionsPerAgent: limits.maxConnectionsPerAgent ?? 0,
     });
+    const maxMessage = limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
     const frontendOptions: ChannelOptions = {
       'grpc.keepalive_time_ms': config.frontendKeepaliveTimeMs,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+      'grpc.max_receive_message_length': maxMessage,
     };
     this.grpcFrontendServer = new GrpcServer(frontendOptions);
     this.grpcFrontendServer.addService(proxyServiceDefinition, {
       Proxy: new GrpcFrontend(this.broker, this.metrics, this.log.child({ part: 'grpc-frontend' }), {
         windowBytes: config.frontendWindowBytes ?? DEFAULT_FRONTEND_WINDOW,
+        maxDialsPerSecond: limits.maxDialsPerSecond ?? 0,
       }).handle,
     });
     this.agentServer = new GrpcServer({
       'grpc.keepalive_time_ms': config.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+      'grpc.max_receive_message_length': maxMessage,
     });
     this.agentService = new AgentService(
       this.broker,

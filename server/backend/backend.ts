@@ -13,6 +13,8 @@ export class Backend {
   /** connectID (assigned by the agent) → connection. */
   readonly connections = new Map<bigint, TunnelConnection>();
   closed = false;
+  /** Dials sent to this agent and not yet answered (kept by the broker). */
+  pendingDials = 0;
   private readonly gate: StreamGate;
 
   constructor(

@@ -16,18 +16,28 @@ import type { DialHandle, TunnelBroker } from '../tunnel/broker.js';
 import type { FrontendSink } from '../tunnel/frontend-sink.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
-import { widenReceiveWindows } from '../http2-windows.js';
+import { sessionOf, widenReceiveWindows } from '../http2-windows.js';
+import { TokenBucket } from '../../common/rate-limit.js';
 
 export type ProxyCall = ServerDuplexStream<Packet, Packet>;
 
 let nextStreamSeq = 1;
 
+export interface GrpcFrontendOptions {
+  windowBytes: number;
+  /** Dials per second one HTTP/2 connection may start (burst the same); 0: no limit. */
+  maxDialsPerSecond?: number;
+}
+
 export class GrpcFrontend {
+  /** One dial-rate bucket per client HTTP/2 connection, gone with it. */
+  private readonly buckets = new WeakMap<object, TokenBucket>();
+
   constructor(
     private readonly broker: TunnelBroker,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
-    private readonly options: { windowBytes: number },
+    private readonly options: GrpcFrontendOptions,
   ) {}
 
   readonly handle = (call: ProxyCall): void => {
@@ -36,8 +46,22 @@ export class GrpcFrontend {
         'cannot reach the HTTP/2 session of a frontend stream: its receive window stays at 64 KiB',
       );
     }
-    new ProxyStream(call, this.broker, this.metrics, this.log.child({ stream: nextStreamSeq++ })).start();
+    const stream = new ProxyStream(call, this.broker, this.metrics, this.log.child({ stream: nextStreamSeq++ }));
+    stream.rateLimit = this.bucketFor(call);
+    stream.start();
   };
+
+  private bucketFor(call: ProxyCall): TokenBucket | undefined {
+    const rate = this.options.maxDialsPerSecond ?? 0;
+    const session = sessionOf(call);
+    if (rate <= 0 || !session) return undefined;
+    let bucket = this.buckets.get(session);
+    if (!bucket) {
+      bucket = new TokenBucket(rate, rate);
+      this.buckets.set(session, bucket);
+    }
+    return bucket;
+  }
 }
 
 class ProxyStream implements FrontendSink {
@@ -47,6 +71,8 @@ class ProxyStream implements FrontendSink {
   private dial: DialHandle | undefined;
   private conn: TunnelConnection | undefined;
   private halfClose = false;
+  /** The dial-rate bucket of this stream's HTTP/2 connection. */
+  rateLimit: TokenBucket | undefined;
 
   constructor(
     private readonly call: ProxyCall,
@@ -141,6 +167,11 @@ class ProxyStream implements FrontendSink {
       this.refuse(target.reason);
       return;
     }
+    if (this.rateLimit && !this.rateLimit.take()) {
+      this.metrics.dialFailures.labels('limit').inc();
+      this.refuse('dial rate limit of this connection exceeded (--max-dials-per-second); retry later');
+      return;
+    }
     this.state = 'dialing';
     this.dial = this.broker.dial(this, address, protocol);
   }
@@ -173,7 +204,6 @@ class ProxyStream implements FrontendSink {
 
   dialFailed(err: TunnelError): void {
     if (this.state !== 'dialing') return;
-    this.log.info({ code: err.code, error: err.message }, 'dial failed');
     this.send(packets.dialResponse(this.clientRandom, 0n, err.message));
     this.finish();
   }

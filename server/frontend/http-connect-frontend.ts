@@ -205,7 +205,7 @@ class HttpTunnel implements FrontendSink {
     if (this.state !== 'dialing') return;
     this.state = 'done';
     const status = httpStatusFor(err.code);
-    this.log.info({ address: this.address, code: err.code, status, error: err.message }, 'dial failed');
+    this.log.debug({ status }, 'dial failed: answered');
     endWith(this.socket, httpResponse(status, err.message));
     this.metrics.httpConnections.dec();
   }

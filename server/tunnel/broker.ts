@@ -30,6 +30,10 @@ export interface DialHandle {
 export interface BrokerOptions {
   /** Bound on a pending dial; 0 disables (upstream's default). */
   dialTimeoutMs: number;
+  /** Dials waiting for DIAL_RSP, all agents together; over it a dial fails at once. 0: no limit. */
+  maxPendingDials?: number;
+  /** Open plus pending connections through one agent; over it a dial fails at once. 0: no limit. */
+  maxConnectionsPerAgent?: number;
 }
 
 export class TunnelBroker implements ConnectionOwner {
@@ -54,29 +58,44 @@ export class TunnelBroker implements ConnectionOwner {
 
   /** Starts a dial for a frontend. The outcome arrives on the sink, never synchronously. */
   dial(frontend: FrontendSink, address: string, protocol: string): DialHandle {
+    const startedAt = performance.now();
+    const refuse = (err: TunnelError, reason: DialFailureReason, backend?: Backend) => {
+      queueMicrotask(() => {
+        this.failDial({ frontend, address, startedAt, backend }, err, reason);
+      });
+      return { cancel: () => undefined };
+    };
+    const maxPending = this.options.maxPendingDials ?? 0;
+    if (maxPending > 0 && this.pending.size >= maxPending) {
+      return refuse(
+        new TunnelError(ErrorCode.LIMIT, `too many pending dials (limit ${maxPending}); retry later`),
+        'limit',
+      );
+    }
     const backend = this.backends.pick(address);
     if (!backend) {
-      this.dialFailure('no_agent');
-      queueMicrotask(() =>
-        frontend.dialFailed(new TunnelError(ErrorCode.NO_AGENT, 'no agent available to serve the dial')),
+      return refuse(new TunnelError(ErrorCode.NO_AGENT, 'no agent available to serve the dial'), 'no_agent');
+    }
+    const maxPerAgent = this.options.maxConnectionsPerAgent ?? 0;
+    if (maxPerAgent > 0 && backend.connections.size + backend.pendingDials >= maxPerAgent) {
+      return refuse(
+        new TunnelError(
+          ErrorCode.LIMIT,
+          `agent ${backend.agentID} carries its limit of ${maxPerAgent} connections; retry later`,
+        ),
+        'limit',
+        backend,
       );
-      return { cancel: () => undefined };
     }
     let random = random63();
     while (this.pending.has(random)) random = random63();
-    const dial: PendingDial = {
-      random,
-      backend,
-      frontend,
-      address,
-      startedAt: performance.now(),
-      timer: undefined,
-    };
+    const dial: PendingDial = { random, backend, frontend, address, startedAt, timer: undefined };
     if (this.options.dialTimeoutMs > 0) {
       dial.timer = setTimeout(() => this.dialTimedOut(random), this.options.dialTimeoutMs);
       dial.timer.unref();
     }
     this.pending.set(random, dial);
+    backend.pendingDials++;
     this.metrics.pendingDials.set(this.pending.size);
     frontend.log.debug(
       { address, agentID: backend.agentID, random: random.toString() },
@@ -86,24 +105,49 @@ export class TunnelBroker implements ConnectionOwner {
     return { cancel: () => this.cancelDial(random) };
   }
 
+  /**
+   * A dial that did not become a connection: counted, and one audit line at info level
+   * (successful ones get theirs when they close), then the frontend is told.
+   */
+  private failDial(
+    dial: Pick<PendingDial, 'frontend' | 'address' | 'startedAt'> & { backend?: Backend | undefined },
+    err: TunnelError,
+    reason: DialFailureReason,
+  ): void {
+    this.dialFailure(reason);
+    dial.frontend.log.info(
+      {
+        audit: 'dial',
+        frontend: dial.frontend.kind,
+        address: dial.address,
+        agentID: dial.backend?.agentID,
+        result: err.code,
+        error: err.message,
+        durationMs: Math.round(performance.now() - dial.startedAt),
+      },
+      'dial failed',
+    );
+    dial.frontend.dialFailed(err);
+  }
+
   private cancelDial(random: bigint): void {
     const dial = this.takePending(random);
     if (!dial) return;
-    this.dialFailure('frontend_close');
-    dial.frontend.log.debug({ address: dial.address }, 'dial cancelled by the client');
     dial.backend.send(packets.closeDial(random));
+    this.failDial(dial, new TunnelError(ErrorCode.DIAL_CANCELLED, 'the client gave up the dial'), 'frontend_close');
   }
 
   private dialTimedOut(random: bigint): void {
     const dial = this.takePending(random);
     if (!dial) return;
-    this.dialFailure('timeout');
     dial.backend.send(packets.closeDial(random));
-    dial.frontend.dialFailed(
+    this.failDial(
+      dial,
       new TunnelError(
         ErrorCode.DIAL_TIMEOUT,
         `dial to ${dial.address} through agent ${dial.backend.agentID} timed out after ${this.options.dialTimeoutMs}ms`,
       ),
+      'timeout',
     );
   }
 
@@ -111,6 +155,7 @@ export class TunnelBroker implements ConnectionOwner {
     const dial = this.pending.get(random);
     if (!dial) return undefined;
     this.pending.delete(random);
+    dial.backend.pendingDials--;
     if (dial.timer) clearTimeout(dial.timer);
     this.metrics.pendingDials.set(this.pending.size);
     return dial;
@@ -159,8 +204,7 @@ export class TunnelBroker implements ConnectionOwner {
         const dial = this.pending.get(packet.random);
         if (dial?.backend !== backend) return;
         this.takePending(packet.random);
-        this.dialFailure('backend_close');
-        dial.frontend.dialFailed(new TunnelError(ErrorCode.DIAL_FAILED, 'the agent closed the dial'));
+        this.failDial(dial, new TunnelError(ErrorCode.DIAL_FAILED, 'the agent closed the dial'), 'backend_close');
         return;
       }
       case PacketType.DRAIN:
@@ -188,20 +232,21 @@ export class TunnelBroker implements ConnectionOwner {
     }
     this.takePending(random);
     if (error) {
-      this.dialFailure('endpoint');
       const code = error.includes(DESTINATION_DENIED) ? ErrorCode.DESTINATION_DENIED : ErrorCode.DIAL_FAILED;
-      dial.frontend.dialFailed(new TunnelError(code, error));
+      this.failDial(dial, new TunnelError(code, error), 'endpoint');
       return;
     }
     if (backend.connections.has(connectID) || connectID === 0n) {
       this.metrics.streamError('from_agent', 'InvalidArgument', PacketType.DIAL_RSP);
       backend.log.warn({ connectID: connectID.toString() }, 'agent reused a connectID; dial failed');
-      dial.frontend.dialFailed(
+      this.failDial(
+        dial,
         new TunnelError(ErrorCode.PROTOCOL, `agent answered with invalid connectID ${connectID}`),
+        'unrecognized_response',
       );
       return;
     }
-    const conn = new TunnelConnection(this, backend, connectID, dial.frontend, dial.address);
+    const conn = new TunnelConnection(this, backend, connectID, dial.frontend, dial.address, dial.startedAt);
     backend.connections.set(connectID, conn);
     this.established++;
     this.metrics.established.set(this.established);
@@ -215,11 +260,16 @@ export class TunnelBroker implements ConnectionOwner {
     conn.backend.connections.delete(conn.connectID);
     this.established--;
     this.metrics.established.set(this.established);
-    conn.frontend.log.debug(
+    // The audit line of a successful dial: who, where, through which agent, how long, how much.
+    conn.frontend.log.info(
       {
+        audit: 'dial',
+        frontend: conn.frontend.kind,
         address: conn.address,
         agentID: conn.backend.agentID,
         connectID: conn.connectID.toString(),
+        result: 'ok',
+        durationMs: Math.round(performance.now() - conn.startedAt),
         bytesToAgent: conn.bytesToAgent,
         bytesFromAgent: conn.bytesFromAgent,
         reason,
@@ -239,8 +289,7 @@ export class TunnelBroker implements ConnectionOwner {
     for (const dial of [...this.pending.values()]) {
       if (dial.backend !== backend) continue;
       this.takePending(dial.random);
-      this.dialFailure('backend_close');
-      dial.frontend.dialFailed(new TunnelError(ErrorCode.TUNNEL_CLOSED, `agent disconnected: ${reason}`));
+      this.failDial(dial, new TunnelError(ErrorCode.TUNNEL_CLOSED, `agent disconnected: ${reason}`), 'backend_close');
     }
     for (const conn of [...backend.connections.values()]) conn.onAgentClose(`agent disconnected: ${reason}`);
     if (this.established === 0 && this.pending.size === 0) this.notifyIdle();

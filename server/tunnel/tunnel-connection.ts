@@ -33,6 +33,8 @@ export class TunnelConnection {
     readonly connectID: bigint,
     readonly frontend: FrontendSink,
     readonly address: string,
+    /** When the dial started (performance.now()), for the audit line. */
+    readonly startedAt: number,
   ) {
     if (backend.supports(Extension.flowControl)) {
       this.credit = new SendCredit(backend.windows.peer);
