@@ -7,7 +7,14 @@ const PREFIX = 'konnectivity_network_proxy_server_';
 const LATENCY_BUCKETS = [0.000001, 0.00001, 0.0001, 0.005, 0.025, 0.1, 0.5, 2.5, 12.5];
 
 export type DialFailureReason =
-  'endpoint' | 'unrecognized_response' | 'send' | 'backend_close' | 'frontend_close' | 'timeout' | 'no_agent' | 'limit';
+  | 'endpoint'
+  | 'unrecognized_response'
+  | 'send'
+  | 'backend_close'
+  | 'frontend_close'
+  | 'timeout'
+  | 'no_agent'
+  | 'limit';
 
 export type ServerSegment = 'from_client' | 'to_client' | 'from_agent' | 'to_agent';
 

@@ -46,7 +46,12 @@ export class GrpcFrontend {
         'cannot reach the HTTP/2 session of a frontend stream: its receive window stays at 64 KiB',
       );
     }
-    const stream = new ProxyStream(call, this.broker, this.metrics, this.log.child({ stream: nextStreamSeq++ }));
+    const stream = new ProxyStream(
+      call,
+      this.broker,
+      this.metrics,
+      this.log.child({ stream: nextStreamSeq++ }),
+    );
     stream.rateLimit = this.bucketFor(call);
     stream.start();
   };
@@ -159,25 +164,32 @@ class ProxyStream implements FrontendSink {
     }
     this.clientRandom = random;
     if (protocol !== 'tcp') {
-      this.refuse(`unsupported protocol "${protocol}" (only tcp)`);
+      this.refuse(address, `unsupported protocol "${protocol}" (only tcp)`);
       return;
     }
     const target = checkDialTarget(address);
     if (!target.ok) {
-      this.refuse(target.reason);
+      this.refuse(address, target.reason);
       return;
     }
     if (this.rateLimit && !this.rateLimit.take()) {
       this.metrics.dialFailures.labels('limit').inc();
-      this.refuse('dial rate limit of this connection exceeded (--max-dials-per-second); retry later');
+      this.refuse(
+        address,
+        'dial rate limit of this connection exceeded (--max-dials-per-second); retry later',
+      );
       return;
     }
     this.state = 'dialing';
     this.dial = this.broker.dial(this, address, protocol);
   }
 
-  private refuse(reason: string): void {
-    this.log.info({ reason }, 'dial refused');
+  /** A dial refused before it reaches the broker; audited like the others. */
+  private refuse(address: string, reason: string): void {
+    this.log.info(
+      { audit: 'dial', frontend: 'grpc', address, result: 'refused', error: reason },
+      'dial refused',
+    );
     this.send(packets.dialResponse(this.clientRandom, 0n, reason));
     this.finish();
   }

@@ -106,7 +106,10 @@ export class HttpConnectFrontend {
     const address = req.url ?? '';
     const target = checkDialTarget(address);
     if (!target.ok) {
-      log.info({ address, reason: target.reason }, 'CONNECT refused: bad target');
+      log.info(
+        { audit: 'dial', frontend: 'http-connect', address, result: 'refused', error: target.reason },
+        'CONNECT refused: bad target',
+      );
       endWith(socket, httpResponse(400, target.reason));
       return;
     }

@@ -134,7 +134,11 @@ export class TunnelBroker implements ConnectionOwner {
     const dial = this.takePending(random);
     if (!dial) return;
     dial.backend.send(packets.closeDial(random));
-    this.failDial(dial, new TunnelError(ErrorCode.DIAL_CANCELLED, 'the client gave up the dial'), 'frontend_close');
+    this.failDial(
+      dial,
+      new TunnelError(ErrorCode.DIAL_CANCELLED, 'the client gave up the dial'),
+      'frontend_close',
+    );
   }
 
   private dialTimedOut(random: bigint): void {
@@ -204,7 +208,11 @@ export class TunnelBroker implements ConnectionOwner {
         const dial = this.pending.get(packet.random);
         if (dial?.backend !== backend) return;
         this.takePending(packet.random);
-        this.failDial(dial, new TunnelError(ErrorCode.DIAL_FAILED, 'the agent closed the dial'), 'backend_close');
+        this.failDial(
+          dial,
+          new TunnelError(ErrorCode.DIAL_FAILED, 'the agent closed the dial'),
+          'backend_close',
+        );
         return;
       }
       case PacketType.DRAIN:
@@ -289,7 +297,11 @@ export class TunnelBroker implements ConnectionOwner {
     for (const dial of [...this.pending.values()]) {
       if (dial.backend !== backend) continue;
       this.takePending(dial.random);
-      this.failDial(dial, new TunnelError(ErrorCode.TUNNEL_CLOSED, `agent disconnected: ${reason}`), 'backend_close');
+      this.failDial(
+        dial,
+        new TunnelError(ErrorCode.TUNNEL_CLOSED, `agent disconnected: ${reason}`),
+        'backend_close',
+      );
     }
     for (const conn of [...backend.connections.values()]) conn.onAgentClose(`agent disconnected: ${reason}`);
     if (this.established === 0 && this.pending.size === 0) this.notifyIdle();

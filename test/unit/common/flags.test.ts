@@ -144,6 +144,9 @@ describe('command lines', () => {
       /unknown strategy "nearest"/,
     );
     assert.throws(() => cfg(['--uds-name=/tmp/s']), /the agent port needs TLS/);
-    assert.throws(() => cfg(['--uds-name=/tmp/s', '--agent-namespace=x']), /not implemented yet/);
+    assert.throws(
+      () => cfg(['--uds-name=/tmp/s', '--agent-namespace=x']),
+      /--agent-service-account cannot be empty when agent token authentication is configured/,
+    );
   });
 });
