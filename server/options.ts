@@ -106,6 +106,11 @@ export const serverFlags = {
     default: 100,
     help: 'ours: dials one gRPC frontend connection may start per second (burst the same); kube-apiserver opens a connection per dial, so only a client that reuses one meets it. 0: no limit',
   },
+  'idle-connection-timeout': {
+    kind: 'duration',
+    default: 30_000,
+    help: 'ours: a gRPC connection (frontend or agent port) with no open stream for this long is closed, so a client that connects and never speaks does not hold a socket forever. 0: never',
+  },
   'max-grpc-message-size': {
     kind: 'int',
     default: 4 * 1024 * 1024,
@@ -235,6 +240,7 @@ export function serverConfigFromFlags(
     'frontend-keepalive-time',
     'backend-dial-timeout',
     'graceful-shutdown-timeout',
+    'idle-connection-timeout',
   ] as const) {
     if (v[d] < 0) throw new FlagError(`--${d} must be >= 0`);
   }
@@ -339,6 +345,7 @@ export function serverConfigFromFlags(
       maxConnectionsPerAgent: v['max-connections-per-agent'],
       maxDialsPerSecond: v['max-dials-per-second'],
       maxMessageBytes: v['max-grpc-message-size'],
+      idleConnectionMs: v['idle-connection-timeout'],
     },
     tlsPolicy,
     certReloadIntervalMs: v['cert-reload-interval'],

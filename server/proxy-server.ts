@@ -79,6 +79,8 @@ export interface ServerLimits {
   maxDialsPerSecond: number;
   /** Largest gRPC message accepted from frontends and agents. */
   maxMessageBytes: number;
+  /** A gRPC connection without a stream for this long is closed; 0: never. */
+  idleConnectionMs: number;
 }
 
 export interface BoundFrontend {
@@ -127,10 +129,14 @@ export class ProxyServer {
       maxConnectionsPerAgent: limits.maxConnectionsPerAgent ?? 0,
     });
     const maxMessage = limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
+    const idle: ChannelOptions = limits.idleConnectionMs
+      ? { 'grpc.max_connection_idle_ms': limits.idleConnectionMs }
+      : {};
     const frontendOptions: ChannelOptions = {
       'grpc.keepalive_time_ms': config.frontendKeepaliveTimeMs,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
       'grpc.max_receive_message_length': maxMessage,
+      ...idle,
     };
     this.grpcFrontendServer = new GrpcServer(frontendOptions);
     this.grpcFrontendServer.addService(proxyServiceDefinition, {
@@ -143,6 +149,7 @@ export class ProxyServer {
       'grpc.keepalive_time_ms': config.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
       'grpc.max_receive_message_length': maxMessage,
+      ...idle,
     });
     this.agentService = new AgentService(
       this.broker,

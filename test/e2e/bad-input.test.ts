@@ -125,6 +125,24 @@ describe('bad input', () => {
     });
   });
 
+  it('refuses an agent that presents no certificate when --cluster-ca-cert is set', async () => {
+    const pki = grpc.pki;
+    const args = agentArgs({ ca: pki.files.ca, agentCert: '', agentKey: '' }, grpc.server.agentPort).filter(
+      (a) => !a.startsWith('--agent-cert') && !a.startsWith('--agent-key'),
+    );
+    const anonymous = spawnBin('proxy-agent', args);
+    try {
+      await anonymous.waitLog('cannot connect to proxy-server');
+      assert.equal(
+        await metric(grpc.server.adminPort, 'konnectivity_network_proxy_server_ready_backend_connections'),
+        1,
+      );
+      assert.equal(grpc.server.proc.lines.filter((l) => l.msg === 'agent connected').length, 1);
+    } finally {
+      await anonymous.kill();
+    }
+  });
+
   it('refuses an agent whose certificate is not signed by --cluster-ca-cert', async () => {
     const pki = grpc.pki;
     const rogue = spawnBin(

@@ -11,7 +11,7 @@ import { connectScriptedAgent, type ScriptedAgent } from '../support/scripted-ag
 import { LabTarget, readAll } from '../support/targets.js';
 import { dial } from '../../ccm-integration/dialer/index.js';
 import { metric } from '../support/processes.js';
-import { waitFor } from '../support/wait.js';
+import { waitFor, within } from '../support/wait.js';
 import { rawExchange } from '../support/raw.js';
 
 /** A raw CONNECT on the frontend socket; resolves with the socket once a status line arrived. */
@@ -118,7 +118,11 @@ describe('limits (grpc frontend, real agent)', () => {
   before(async () => {
     target = await new LabTarget('lab').start();
     cluster = await startCluster('grpc', 'uds', {
-      serverArgs: ['--max-dials-per-second=1', '--max-grpc-message-size=65536'],
+      serverArgs: [
+        '--max-dials-per-second=1',
+        '--max-grpc-message-size=65536',
+        '--idle-connection-timeout=300ms',
+      ],
     });
   });
   after(async () => {
@@ -166,6 +170,31 @@ describe('limits (grpc frontend, real agent)', () => {
       s.cancel();
     } finally {
       fresh.close();
+    }
+  });
+
+  it('closes a connection that never speaks, and one that opens no stream, after --idle-connection-timeout', async () => {
+    const silent = net.connect(cluster.frontend.uds ?? '');
+    silent.on('error', () => undefined);
+    silent.resume(); // read what the server sends (SETTINGS, GOAWAY) so its close is seen
+    await within(
+      new Promise((r) => silent.once('close', r)),
+      10_000,
+      'silent connection closed by the server',
+    );
+    const client = new Client(`unix:${cluster.frontend.uds ?? ''}`, credentials.createInsecure());
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.waitForReady(Date.now() + 5000, (err) => (err ? reject(err) : resolve()));
+      });
+      // READY with no stream: the server's idle timer sends GOAWAY and the channel goes IDLE.
+      await waitFor(
+        'channel idle after GOAWAY',
+        () => client.getChannel().getConnectivityState(false) === 0 || undefined,
+        10_000,
+      );
+    } finally {
+      client.close();
     }
   });
 

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { checkDialTarget } from '../../../server/frontend/dial-target.js';
 
 describe('dial target validation', () => {
@@ -29,5 +30,26 @@ describe('dial target validation', () => {
     ]) {
       assert.equal(checkDialTarget(bad).ok, false, bad);
     }
+  });
+
+  it('property: any request-target is either refused with a reason or yields a host and a port in range', () => {
+    const chars = fc.constantFrom(...'abz09.-_:[]/ %@\u0000\r\nfF'.split(''));
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ unit: chars, maxLength: 40 }), fc.string({ maxLength: 400 })),
+        (text) => {
+          const r = checkDialTarget(text);
+          if (!r.ok) {
+            assert.ok(r.reason.length > 0);
+            return;
+          }
+          assert.ok(r.port >= 1 && r.port <= 65535);
+          assert.ok(r.host.length > 0 && !/[\s\u0000]/.test(r.host), JSON.stringify(text));
+          // What we accept, we can write back the same way.
+          assert.equal(r.host.includes(':') ? `[${r.host}]:${r.port}` : `${r.host}:${r.port}`, text);
+        },
+      ),
+      { numRuns: 5000 },
+    );
   });
 });
