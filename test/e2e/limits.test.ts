@@ -2,7 +2,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { Client, Metadata, connectivityState, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { decodePacket, encodePacket } from '../../proto/codec.js';
 import { PROXY_METHOD } from '../../proto/services.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
@@ -190,7 +190,7 @@ describe('limits (grpc frontend, real agent)', () => {
       // READY with no stream: the server's idle timer sends GOAWAY and the channel goes IDLE.
       await waitFor(
         'channel idle after GOAWAY',
-        () => client.getChannel().getConnectivityState(false) === 0 || undefined,
+        () => client.getChannel().getConnectivityState(false) === connectivityState.IDLE || undefined,
         10_000,
       );
     } finally {
