@@ -111,6 +111,11 @@ export const serverFlags = {
     default: 30_000,
     help: 'ours: a gRPC connection (frontend or agent port) with no open stream for this long is closed, so a client that connects and never speaks does not hold a socket forever. 0: never',
   },
+  'frontend-header-timeout': {
+    kind: 'duration',
+    default: 10_000,
+    help: 'ours: an HTTP CONNECT request head must be complete within this, or the client gets 408 and is dropped (slowloris)',
+  },
   'max-grpc-message-size': {
     kind: 'int',
     default: 4 * 1024 * 1024,
@@ -281,6 +286,7 @@ export function serverConfigFromFlags(
     if (err instanceof TlsPolicyError) throw new FlagError(err.message);
     throw err;
   }
+  if (v['frontend-header-timeout'] <= 0) throw new FlagError('--frontend-header-timeout must be > 0');
   if (v['cert-reload-interval'] < 0) throw new FlagError('--cert-reload-interval must be >= 0');
   if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode']))
     throw new FlagError(`--uds-socket-mode "${v['uds-socket-mode']}" is not an octal file mode`);
@@ -346,6 +352,7 @@ export function serverConfigFromFlags(
       maxDialsPerSecond: v['max-dials-per-second'],
       maxMessageBytes: v['max-grpc-message-size'],
       idleConnectionMs: v['idle-connection-timeout'],
+      headerTimeoutMs: v['frontend-header-timeout'],
     },
     tlsPolicy,
     certReloadIntervalMs: v['cert-reload-interval'],

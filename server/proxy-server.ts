@@ -81,6 +81,8 @@ export interface ServerLimits {
   maxMessageBytes: number;
   /** A gRPC connection without a stream for this long is closed; 0: never. */
   idleConnectionMs: number;
+  /** An HTTP CONNECT request head must be complete within this; default 10 s. */
+  headerTimeoutMs: number;
 }
 
 export interface BoundFrontend {
@@ -101,6 +103,7 @@ export const DEFAULT_AGENT_WINDOW = 16 * 1024 * 1024;
 export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
 /** grpc-js's own default, stated so both sides agree. */
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
+const DEFAULT_HEADER_TIMEOUT = 10_000;
 
 export class ProxyServer {
   readonly metrics: ServerMetrics;
@@ -233,11 +236,15 @@ export class ProxyServer {
       this.log.info({ listener: 'frontend', mode: 'grpc', ...where, port }, 'listening');
       return fe.uds ? { mode: 'grpc', uds: fe.uds } : { mode: 'grpc', port };
     }
+    const headerTimeout = this.config.limits?.headerTimeoutMs || DEFAULT_HEADER_TIMEOUT;
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: 16 * 1024,
       requireHostHeader: false,
-      headersTimeout: 10_000,
-      requestTimeout: 30_000,
+      // Slowloris: a request head not complete in time gets 408. Node checks only every
+      // connectionsCheckingInterval (default 30 s), so check often enough to honour the bound.
+      headersTimeout: headerTimeout,
+      requestTimeout: headerTimeout,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headerTimeout / 4))),
     };
     let server: http.Server;
     if (fe.uds || !tls) {

@@ -39,7 +39,11 @@ describe('limits (http-connect, scripted agent)', () => {
   before(async () => {
     cluster = await startCluster('http-connect', 'uds', {
       agents: 0,
-      serverArgs: ['--max-pending-dials=3', '--max-connections-per-agent=5'],
+      serverArgs: [
+        '--max-pending-dials=3',
+        '--max-connections-per-agent=5',
+        '--frontend-header-timeout=300ms',
+      ],
     });
     agent = await connectScriptedAgent(cluster, 'limits-agent');
   });
@@ -100,6 +104,15 @@ describe('limits (http-connect, scripted agent)', () => {
       ),
       2,
     );
+  });
+
+  it('answers 408 and drops a client whose request head is not complete in time (slowloris)', async () => {
+    const answer = await within(
+      rawExchange(() => net.connect(uds()), 'CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: x\r\nX-Slow: '),
+      10_000,
+      'slow client dropped',
+    );
+    assert.match(answer, /^HTTP\/1\.1 408 Request Timeout\r\n/);
   });
 
   it('leaves the established connections working', async () => {
