@@ -7,6 +7,7 @@ import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import type { ProxyAgentConfig } from './proxy-agent.js';
+import { parseAgentIdentifiers } from '../proto/agent-identifiers.js';
 import {
   DEFAULT_DENIED_DESTINATIONS,
   DestinationPolicy,
@@ -15,7 +16,6 @@ import {
 } from './destination-policy.js';
 
 const later = (issue: string) => `not implemented yet (${issue})`;
-const IDENTIFIER_TYPES = new Set(['host', 'ipv4', 'ipv6', 'cidr', 'default-route']);
 
 export const agentFlags = {
   ...klogFlags,
@@ -144,15 +144,13 @@ export type AgentFlagValues = FlagValues<typeof agentFlags>;
 
 /** Checks --agent-identifiers: unknown types are ignored (fail open, as upstream); bad values refused. */
 export function checkAgentIdentifiers(text: string, log: Logger): void {
-  let params: URLSearchParams;
-  try {
-    params = new URLSearchParams(text);
-  } catch (err) {
-    throw new FlagError(`--agent-identifiers is not URL-query encoded: ${(err as Error).message}`);
+  const parsed = parseAgentIdentifiers(text);
+  if (parsed.invalid.length > 0) {
+    throw new FlagError(
+      `--agent-identifiers: invalid ${parsed.invalid.map((v) => `"${v}"`).join(', ')} (want host=<name>, ipv4=<addr>, ipv6=<addr>, cidr=<addr>/<prefix>, default-route=true)`,
+    );
   }
-  for (const key of params.keys()) {
-    if (!IDENTIFIER_TYPES.has(key)) log.warn({ type: key }, 'unknown agent identifier type ignored');
-  }
+  for (const type of parsed.unknown) log.warn({ type }, 'unknown agent identifier type ignored');
 }
 
 function destinationsFlag(flag: string, text: string) {

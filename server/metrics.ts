@@ -29,6 +29,10 @@ export class ServerMetrics {
   readonly stream: StreamMetrics<ServerSegment>;
   readonly dialFailures: Counter<'reason'>;
   readonly agentAuthFailures: Counter;
+  readonly strategyDials: Counter<'strategy'>;
+  readonly strategyMisses: Counter<'strategy'>;
+  readonly drainingBackends: Gauge;
+  readonly culledLeases: Counter;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -80,6 +84,28 @@ export class ServerMetrics {
     this.agentAuthFailures = new Counter({
       name: PREFIX + 'agent_auth_failures_total',
       help: 'ours: agent streams refused because their ServiceAccount token failed authentication',
+      registers,
+    });
+    this.strategyDials = new Counter({
+      name: PREFIX + 'strategy_dials_total',
+      help: 'ours: dials routed to an agent, by the proxy strategy that chose it',
+      labelNames: ['strategy'],
+      registers,
+    });
+    this.strategyMisses = new Counter({
+      name: PREFIX + 'strategy_misses_total',
+      help: 'ours: dials for which a proxy strategy found no agent (the next one in --proxy-strategies is tried)',
+      labelNames: ['strategy'],
+      registers,
+    });
+    this.drainingBackends = new Gauge({
+      name: PREFIX + 'draining_backend_connections',
+      help: 'ours: connected agents that sent DRAIN and get no new dials',
+      registers,
+    });
+    this.culledLeases = new Counter({
+      name: PREFIX + 'culled_leases_count',
+      help: 'Count of expired server leases deleted by the lease garbage collector',
       registers,
     });
     for (const v of [0, 1]) this.grpcConnections.labels(v === 0 ? 'Proxy' : 'Connect').set(0);

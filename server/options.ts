@@ -6,6 +6,7 @@ import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
+import { parseProxyStrategies, StrategyError, type ProxyStrategy } from './backend/proxy-strategies.js';
 import { TlsPolicyError, tlsPolicyFromFlags, type TlsPolicy } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
@@ -127,7 +128,11 @@ export const serverFlags = {
     help: 'unique ID of this server (default: $PROXY_SERVER_ID, else a UUID)',
   },
   'server-count': { kind: 'int', default: 1, help: 'number of proxy-server instances (HA)' },
-  'proxy-strategies': { kind: 'string', default: 'default', help: 'ordered list of agent choice strategies' },
+  'proxy-strategies': {
+    kind: 'string',
+    default: 'default',
+    help: 'ordered, comma-separated ways to choose an agent for a dial: default (any ready agent), destHost (the agent whose host/ipv4/ipv6/cidr identifier matches the dial host), defaultRoute (agents with default-route=true)',
+  },
   'tls-min-version': {
     kind: 'string',
     default: '',
@@ -203,8 +208,6 @@ export const serverFlags = {
 
 export type ServerFlagValues = FlagValues<typeof serverFlags>;
 
-const STRATEGIES = new Set(['default', 'destHost', 'defaultRoute']);
-
 function pair(certFlag: string, cert: string, keyFlag: string, key: string): void {
   if (cert && !key)
     throw new FlagError(`cannot have --${keyFlag} empty when --${certFlag} is set to "${cert}"`);
@@ -249,18 +252,12 @@ export function serverConfigFromFlags(
   ] as const) {
     if (v[d] < 0) throw new FlagError(`--${d} must be >= 0`);
   }
-  const strategies = v['proxy-strategies']
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (strategies.length === 0) throw new FlagError('--proxy-strategies cannot be empty');
-  for (const s of strategies) {
-    if (!STRATEGIES.has(s))
-      throw new FlagError(
-        `invalid proxy strategies: unknown strategy "${s}" (want default, destHost, defaultRoute)`,
-      );
-    if (s !== 'default')
-      log.warn({ strategy: s }, 'proxy strategy not implemented yet: any ready agent is chosen');
+  let strategies: ProxyStrategy[];
+  try {
+    strategies = parseProxyStrategies(v['proxy-strategies']);
+  } catch (err) {
+    if (err instanceof StrategyError) throw new FlagError(err.message);
+    throw err;
   }
   let agentAuth: ProxyServerConfig['agentAuth'];
   if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
@@ -334,6 +331,7 @@ export function serverConfigFromFlags(
   return {
     serverID: v['server-id'] || env.PROXY_SERVER_ID || randomUUID(),
     serverCount: v['server-count'],
+    proxyStrategies: strategies,
     frontends: [frontend],
     agent: { host: v['agent-bind-address'], port: v['agent-port'], tls: agentTls },
     health: { host: v['health-bind-address'], port: v['health-port'] },

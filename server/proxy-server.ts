@@ -18,6 +18,7 @@ import { ReloadableServerCredentials } from './tls-credentials.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import { BackendManager } from './backend/backend-manager.js';
+import type { ProxyStrategy } from './backend/proxy-strategies.js';
 import { AgentService } from './backend/agent-service.js';
 import { TunnelBroker } from './tunnel/broker.js';
 import { GrpcFrontend } from './frontend/grpc-frontend.js';
@@ -45,6 +46,8 @@ export interface FrontendConfig {
 export interface ProxyServerConfig {
   serverID: string;
   serverCount: number;
+  /** How agents are chosen for a dial, in order; default ['default']. */
+  proxyStrategies?: ProxyStrategy[];
   frontends: FrontendConfig[];
   agent: { host: string; port: number; tls: TlsFiles };
   health?: { host: string; port: number };
@@ -124,7 +127,7 @@ export class ProxyServer {
   constructor(private readonly config: ProxyServerConfig) {
     this.log = config.log;
     this.metrics = new ServerMetrics(config.registry ?? createRegistry(true));
-    this.backends = new BackendManager(this.metrics);
+    this.backends = new BackendManager(this.metrics, config.proxyStrategies ?? ['default']);
     const limits = config.limits ?? {};
     this.broker = new TunnelBroker(this.backends, this.metrics, this.log.child({ part: 'broker' }), {
       dialTimeoutMs: config.backendDialTimeoutMs,
@@ -175,7 +178,28 @@ export class ProxyServer {
 
   /** Ready means a dial can be routed now: at least one agent connected. */
   readiness(): { ok: boolean; reason: string } {
-    return this.backends.size > 0 ? { ok: true, reason: '' } : { ok: false, reason: 'no agent connected' };
+    if (this.backends.readyCount > 0) return { ok: true, reason: '' };
+    return { ok: false, reason: this.backends.size > 0 ? 'every agent is draining' : 'no agent connected' };
+  }
+
+  /** GET /agents on the admin port: the connected agents, as JSON. */
+  private agentsRoute(): Promise<{ status: number; type: string; body: string }> {
+    const agents = this.backends.list().map((b) => ({
+      agentID: b.agentID,
+      identifiers: b.identifiers,
+      peer: b.peer,
+      connectedSince: b.connectedAt.toISOString(),
+      draining: b.draining,
+      openConnections: b.connections.size,
+      pendingDials: b.pendingDials,
+      extensions: [...b.extensions],
+    }));
+    const body = JSON.stringify(
+      { serverID: this.config.serverID, serverCount: this.config.serverCount, agents },
+      null,
+      2,
+    );
+    return Promise.resolve({ status: 200, type: 'application/json', body: body + '\n' });
   }
 
   async start(): Promise<ServerAddresses> {
@@ -202,7 +226,7 @@ export class ProxyServer {
         this.log.info({ listener: 'health', port: out.healthPort }, 'listening');
       }
       if (this.config.admin) {
-        const ep = new HttpEndpoint(metricsRoute(this.registry));
+        const ep = new HttpEndpoint({ ...metricsRoute(this.registry), '/agents': () => this.agentsRoute() });
         this.endpoints.push(ep);
         out.adminPort = await ep.listen(this.config.admin.port, this.config.admin.host);
         this.log.info({ listener: 'admin', port: out.adminPort }, 'listening');

@@ -11,6 +11,7 @@ import { widenReceiveWindows } from '../http2-windows.js';
 import { parseConnectionWindow } from '../../proto/flow-control.js';
 import type { BackendManager } from './backend-manager.js';
 import type { TokenAuthenticator } from '../../common/kube/token-review.js';
+import { parseAgentIdentifiers } from '../../proto/agent-identifiers.js';
 
 /** The extensions this server implements, offered to agents that ask. */
 const SUPPORTED = new Set<string>([Extension.halfClose, Extension.flowControl]);
@@ -65,7 +66,15 @@ export class AgentService {
 
   private admit(stream: AgentStream, agentID: string, peer: string): void {
     if (stream.cancelled) return;
-    const identifiers = metadataValue(stream.metadata, MetadataKey.agentIdentifiers) ?? '';
+    const identifierText = metadataValue(stream.metadata, MetadataKey.agentIdentifiers) ?? '';
+    const parsed = parseAgentIdentifiers(identifierText);
+    if (parsed.invalid.length > 0 || parsed.unknown.length > 0) {
+      this.log.warn(
+        { agentID, invalid: parsed.invalid, unknown: parsed.unknown },
+        'agent identifiers partly ignored',
+      );
+    }
+    const identifiers = parsed.identifiers;
     if (!widenReceiveWindows(stream, this.options.windowBytes)) {
       this.log.warn(
         'cannot reach the HTTP/2 session of the agent stream: its receive window stays at 64 KiB',
@@ -88,10 +97,10 @@ export class AgentService {
     stream.sendMetadata(headers);
 
     const log = this.log.child({ agentID });
-    const backend = new Backend(agentID, identifiers, accepted, windows, stream, log, this.metrics);
+    const backend = new Backend(agentID, identifiers, peer, accepted, windows, stream, log, this.metrics);
     this.metrics.grpcConnections.labels('Connect').inc();
     this.backends.add(backend);
-    log.info({ peer, identifiers, extensions: [...accepted] }, 'agent connected');
+    log.info({ peer, identifiers: identifierText, extensions: [...accepted] }, 'agent connected');
 
     let gone = false;
     const leave = (reason: string) => {

@@ -1,31 +1,138 @@
-// The set of connected agent streams and the choice of one for a dial. Routing strategies
-// (destHost, defaultRoute) plug in here; for now any ready agent, chosen at random.
+// The connected agents and the choice of one for a dial through the --proxy-strategies chain.
+// destHost lookups go through an index (host or IP → agents), so a dial costs the same with
+// ten agents or ten thousand; only agents with cidr identifiers are scanned.
+import net from 'node:net';
+import { canonicalIp } from '../../proto/agent-identifiers.js';
 import type { Backend } from './backend.js';
+import type { ProxyStrategy } from './proxy-strategies.js';
 import type { ServerMetrics } from '../metrics.js';
 
-export class BackendManager {
-  private readonly backends: Backend[] = [];
+export type PickResult =
+  { ok: true; backend: Backend; strategy: ProxyStrategy } | { ok: false; reason: string };
 
-  constructor(private readonly metrics: ServerMetrics) {}
+export class BackendManager {
+  private readonly backends = new Set<Backend>();
+  /** host name or canonical IP → agents that declared it. */
+  private readonly byHost = new Map<string, Set<Backend>>();
+  private readonly withCidrs = new Set<Backend>();
+  private readonly defaultRoute = new Set<Backend>();
+
+  constructor(
+    private readonly metrics: ServerMetrics,
+    private readonly strategies: readonly ProxyStrategy[] = ['default'],
+  ) {}
 
   add(backend: Backend): void {
-    this.backends.push(backend);
-    this.metrics.readyBackends.set(this.backends.length);
+    this.backends.add(backend);
+    const ids = backend.identifiers;
+    for (const key of [...ids.hosts, ...ids.ips]) {
+      let set = this.byHost.get(key);
+      if (!set) this.byHost.set(key, (set = new Set()));
+      set.add(backend);
+    }
+    if (ids.cidrs.length > 0) this.withCidrs.add(backend);
+    if (ids.defaultRoute) this.defaultRoute.add(backend);
+    this.updateGauges();
   }
 
   remove(backend: Backend): void {
-    const i = this.backends.indexOf(backend);
-    if (i >= 0) this.backends.splice(i, 1);
-    this.metrics.readyBackends.set(this.backends.length);
+    if (!this.backends.delete(backend)) return;
+    const ids = backend.identifiers;
+    for (const key of [...ids.hosts, ...ids.ips]) {
+      const set = this.byHost.get(key);
+      set?.delete(backend);
+      if (set?.size === 0) this.byHost.delete(key);
+    }
+    this.withCidrs.delete(backend);
+    this.defaultRoute.delete(backend);
+    this.updateGauges();
   }
 
-  /** A ready agent for a dial to `address`, or undefined when none can serve. */
-  pick(_address: string): Backend | undefined {
-    if (this.backends.length === 0) return undefined;
-    return this.backends[Math.floor(Math.random() * this.backends.length)];
+  /** The agent sent DRAIN: it keeps its connections but gets no new dial. */
+  setDraining(backend: Backend): void {
+    if (backend.draining) return;
+    backend.draining = true;
+    this.updateGauges();
+  }
+
+  /** An agent for a dial to `host`, through the strategy chain in order. */
+  pick(host: string): PickResult {
+    for (const strategy of this.strategies) {
+      const backend = leastLoaded(this.candidates(strategy, host));
+      if (backend) {
+        this.metrics.strategyDials.labels(strategy).inc();
+        return { ok: true, backend, strategy };
+      }
+      this.metrics.strategyMisses.labels(strategy).inc();
+    }
+    const ready = this.readyCount;
+    const reason =
+      ready === 0
+        ? 'no agent available to serve the dial'
+        : `no agent can serve ${host} with proxy strategies ${this.strategies.join(',')} (${ready} agents ready)`;
+    return { ok: false, reason };
+  }
+
+  private candidates(strategy: ProxyStrategy, host: string): Iterable<Backend> {
+    switch (strategy) {
+      case 'default':
+        return this.backends;
+      case 'defaultRoute':
+        return this.defaultRoute;
+      case 'destHost':
+        return this.matching(host);
+    }
+  }
+
+  private matching(host: string): Backend[] {
+    const key = canonicalIp(host) ?? host.toLowerCase();
+    const out = [...(this.byHost.get(key) ?? [])];
+    const family = net.isIP(key);
+    if (family !== 0) {
+      const fam = family === 4 ? 'ipv4' : 'ipv6';
+      for (const b of this.withCidrs) {
+        if (!out.includes(b) && b.cidrList().check(key, fam)) out.push(b);
+      }
+    }
+    return out;
   }
 
   get size(): number {
-    return this.backends.length;
+    return this.backends.size;
   }
+
+  /** Agents that may get a new dial (connected, not draining). */
+  get readyCount(): number {
+    let n = 0;
+    for (const b of this.backends) if (!b.draining) n++;
+    return n;
+  }
+
+  list(): Backend[] {
+    return [...this.backends];
+  }
+
+  private updateGauges(): void {
+    this.metrics.readyBackends.set(this.backends.size);
+    this.metrics.drainingBackends.set(this.backends.size - this.readyCount);
+  }
+}
+
+/** The non-draining agent with the fewest open and pending connections; ties at random. */
+function leastLoaded(candidates: Iterable<Backend>): Backend | undefined {
+  let best: Backend | undefined;
+  let bestLoad = Infinity;
+  let ties = 0;
+  for (const b of candidates) {
+    if (b.draining || b.closed) continue;
+    const load = b.connections.size + b.pendingDials;
+    if (load < bestLoad) {
+      best = b;
+      bestLoad = load;
+      ties = 1;
+    } else if (load === bestLoad && Math.random() * ++ties < 1) {
+      best = b; // reservoir sampling: each tied agent equally likely
+    }
+  }
+  return best;
 }

@@ -1,7 +1,9 @@
 // One agent stream (/AgentService/Connect): what the broker sends to an agent and the
 // backpressure state of that stream. Every connection of the agent is multiplexed on it.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
+import net from 'node:net';
 import type { Packet } from '../../proto/packet.js';
+import type { AgentIdentifiers } from '../../proto/agent-identifiers.js';
 import type { Logger } from '../../common/log.js';
 import { StreamGate } from '../../common/stream-gate.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -15,11 +17,17 @@ export class Backend {
   closed = false;
   /** Dials sent to this agent and not yet answered (kept by the broker). */
   pendingDials = 0;
+  /** The agent sent DRAIN: no new dials. */
+  draining = false;
+  readonly connectedAt = new Date();
+  private cidrs: net.BlockList | undefined;
   private readonly gate: StreamGate;
 
   constructor(
     readonly agentID: string,
-    readonly identifiers: string,
+    readonly identifiers: AgentIdentifiers,
+    /** Where the stream comes from, for the admin listing. */
+    readonly peer: string,
     readonly extensions: ReadonlySet<string>,
     /** flow-control windows per connection: what we grant, and what the agent granted us. */
     readonly windows: { local: number; peer: number },
@@ -28,6 +36,15 @@ export class Backend {
     private readonly metrics: ServerMetrics,
   ) {
     this.gate = new StreamGate(stream);
+  }
+
+  /** The agent's cidr identifiers as one matcher, built on first use. */
+  cidrList(): net.BlockList {
+    if (!this.cidrs) {
+      this.cidrs = new net.BlockList();
+      for (const c of this.identifiers.cidrs) this.cidrs.addSubnet(c.address, c.prefix, c.family);
+    }
+    return this.cidrs;
   }
 
   supports(extension: string): boolean {

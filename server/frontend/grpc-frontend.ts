@@ -181,7 +181,7 @@ class ProxyStream implements FrontendSink {
       return;
     }
     this.state = 'dialing';
-    this.dial = this.broker.dial(this, address, protocol);
+    this.dial = this.broker.dial(this, address, target.host, protocol);
   }
 
   /** A dial refused before it reaches the broker; audited like the others. */

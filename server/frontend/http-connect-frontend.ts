@@ -115,7 +115,7 @@ export class HttpConnectFrontend {
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    const tunnel = new HttpTunnel(socket, head, address, log, this.metrics);
+    const tunnel = new HttpTunnel(socket, head, address, target.host, log, this.metrics);
     if ('setKeepAlive' in socket && typeof socket.setKeepAlive === 'function' && this.keepaliveMs > 0) {
       (socket as unknown as { setKeepAlive(on: boolean, ms: number): void }).setKeepAlive(
         true,
@@ -139,6 +139,7 @@ class HttpTunnel implements FrontendSink {
     private readonly socket: Duplex,
     head: Buffer,
     private readonly address: string,
+    private readonly host: string,
     readonly log: Logger,
     private readonly metrics: ServerMetrics,
   ) {
@@ -166,7 +167,7 @@ class HttpTunnel implements FrontendSink {
       this.clientGone(`client socket error: ${err.message}`);
     });
     socket.on('drain', () => this.conn?.frontendDrained());
-    this.dial = broker.dial(this, this.address, 'tcp');
+    this.dial = broker.dial(this, this.address, this.host, 'tcp');
   }
 
   private onClientData(chunk: Buffer): void {

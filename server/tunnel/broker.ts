@@ -57,7 +57,7 @@ export class TunnelBroker implements ConnectionOwner {
   }
 
   /** Starts a dial for a frontend. The outcome arrives on the sink, never synchronously. */
-  dial(frontend: FrontendSink, address: string, protocol: string): DialHandle {
+  dial(frontend: FrontendSink, address: string, host: string, protocol: string): DialHandle {
     const startedAt = performance.now();
     const refuse = (err: TunnelError, reason: DialFailureReason, backend?: Backend) => {
       queueMicrotask(() => {
@@ -72,10 +72,9 @@ export class TunnelBroker implements ConnectionOwner {
         'limit',
       );
     }
-    const backend = this.backends.pick(address);
-    if (!backend) {
-      return refuse(new TunnelError(ErrorCode.NO_AGENT, 'no agent available to serve the dial'), 'no_agent');
-    }
+    const picked = this.backends.pick(host);
+    if (!picked.ok) return refuse(new TunnelError(ErrorCode.NO_AGENT, picked.reason), 'no_agent');
+    const backend = picked.backend;
     const maxPerAgent = this.options.maxConnectionsPerAgent ?? 0;
     if (maxPerAgent > 0 && backend.connections.size + backend.pendingDials >= maxPerAgent) {
       return refuse(
@@ -98,7 +97,7 @@ export class TunnelBroker implements ConnectionOwner {
     backend.pendingDials++;
     this.metrics.pendingDials.set(this.pending.size);
     frontend.log.debug(
-      { address, agentID: backend.agentID, random: random.toString() },
+      { address, agentID: backend.agentID, strategy: picked.strategy, random: random.toString() },
       'dial sent to agent',
     );
     backend.send(packets.dialRequest(address, random, protocol));
@@ -216,7 +215,8 @@ export class TunnelBroker implements ConnectionOwner {
         return;
       }
       case PacketType.DRAIN:
-        backend.log.info('agent is draining');
+        if (!backend.draining) backend.log.info('agent is draining: no new dials to it');
+        this.backends.setDraining(backend);
         return;
       case PacketType.DIAL_REQ:
       case PacketType.UNKNOWN:

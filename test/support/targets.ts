@@ -99,14 +99,17 @@ export class LabTarget {
     });
   }
 
-  async start(): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+  host = '127.0.0.1';
+
+  async start(host = '127.0.0.1'): Promise<this> {
+    await new Promise<void>((r) => this.server.listen(0, host, r));
     this.port = (this.server.address() as AddressInfo).port;
+    this.host = host;
     return this;
   }
 
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
   }
 
   async stop(): Promise<void> {
