@@ -95,6 +95,19 @@ export class ClientSet {
     return this.stopped;
   }
 
+  get openConnections(): number {
+    let n = 0;
+    for (const c of this.clients.values()) n += c.connections.size;
+    return n;
+  }
+
+  /** SIGTERM: no new streams; DRAIN on every stream. Connections stay until stop(). */
+  drain(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const c of this.clients.values()) c.drain();
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);

@@ -82,6 +82,11 @@ export const agentFlags = {
     default: '',
     help: 'file holding a ServiceAccount token sent as "authorization: Bearer <token>"; read again on every connect, so rotated projected tokens take effect',
   },
+  'drain-timeout': {
+    kind: 'duration',
+    default: 20_000,
+    help: 'ours: on SIGTERM the agent sends DRAIN (servers route no new dials to it) and lets open connections finish for up to this long, then exits; a second signal exits at once. 0: exit at once',
+  },
   'max-grpc-message-size': {
     kind: 'int',
     default: 4 * 1024 * 1024,
@@ -175,6 +180,7 @@ export function agentConfigFromFlags(
     throw new FlagError('cannot have --agent-key empty when --agent-cert is set');
   if (v['agent-key'] && !v['agent-cert'])
     throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
+  if (v['drain-timeout'] < 0) throw new FlagError('--drain-timeout must be >= 0');
   if (v['sync-interval'] <= 0) throw new FlagError('--sync-interval must be > 0');
   if (v['sync-interval'] > v['sync-interval-cap']) {
     throw new FlagError(
@@ -206,6 +212,7 @@ export function agentConfigFromFlags(
     connectionWindowBytes: v['connection-window-size'],
     tokenPath: v['service-account-token-path'] || undefined,
     maxMessageBytes: v['max-grpc-message-size'],
+    drainTimeoutMs: v['drain-timeout'],
     destinationPolicy: policy,
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },

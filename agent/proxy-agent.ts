@@ -32,6 +32,8 @@ export interface ProxyAgentConfig {
   maxMessageBytes?: number;
   /** Which targets may be dialed; undefined: any. */
   destinationPolicy?: DestinationPolicy;
+  /** SIGTERM: how long open connections may finish after DRAIN; 0: stop at once. */
+  drainTimeoutMs?: number;
   health?: { host: string; port: number };
   admin?: { host: string; port: number };
   log: Logger;
@@ -47,6 +49,7 @@ export class ProxyAgent {
   readonly metrics: AgentMetrics;
   readonly clients: ClientSet;
   private readonly endpoints: HttpEndpoint[] = [];
+  private draining = false;
 
   constructor(private readonly config: ProxyAgentConfig) {
     this.metrics = new AgentMetrics(config.registry ?? createRegistry(true));
@@ -80,6 +83,7 @@ export class ProxyAgent {
   }
 
   readiness(): { ok: boolean; reason: string } {
+    if (this.draining) return { ok: false, reason: 'draining' };
     return this.clients.connectedCount > 0
       ? { ok: true, reason: '' }
       : { ok: false, reason: 'not connected to any proxy-server' };
@@ -111,7 +115,23 @@ export class ProxyAgent {
     return out;
   }
 
+  /**
+   * SIGTERM: DRAIN on every stream so servers send no new dials, let open connections finish
+   * for up to the drain timeout, then close everything.
+   */
   async shutdown(): Promise<void> {
+    const timeout = this.config.drainTimeoutMs ?? 0;
+    if (timeout > 0 && !this.draining) {
+      this.draining = true;
+      this.clients.drain();
+      const log = this.config.log;
+      log.info({ timeoutMs: timeout, open: this.clients.openConnections }, 'draining');
+      const deadline = Date.now() + timeout;
+      while (this.clients.openConnections > 0 && this.clients.connectedCount > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+      }
+      log.info({ open: this.clients.openConnections }, 'drain over');
+    }
     this.clients.stop();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }

@@ -279,6 +279,13 @@ export class ServerClient implements StreamSender {
     });
   }
 
+  /** Tells the server this agent is going away: it sends no new dials here (DRAIN). */
+  drain(): void {
+    if (this.closed) return;
+    this.send(packets.drain());
+    this.log.info('DRAIN sent: the server routes no new dials here');
+  }
+
   /** Closes the stream and every connection on it. */
   shutdown(reason: string): void {
     if (this.closed) return;
