@@ -8,11 +8,22 @@ import { ServerClient, type ServerClientConfig } from './server-client.js';
 export interface ClientSetConfig extends ServerClientConfig {
   syncIntervalMs: number;
   syncIntervalCapMs: number;
+  /**
+   * Keep connecting at --sync-interval even with a stream to every known server, to learn of
+   * added servers from the serverCount header (upstream's --sync-forever).
+   */
+  syncForever?: boolean;
+  /** How often each stream's connection is checked; a broken one is dropped and replaced. */
+  probeIntervalMs?: number;
+  /** Servers counted another way (unexpired leases); the agent wants max(this, header count). */
+  countedServers?: () => number;
 }
 
 export class ClientSet {
   readonly clients = new Map<string, ServerClient>();
-  private serverCount = 1;
+  /** serverCount from the latest response headers. */
+  private headerCount = 1;
+  private probeTimer: NodeJS.Timeout | undefined;
   private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
   private connecting = false;
@@ -26,8 +37,32 @@ export class ClientSet {
     return this.clients.size;
   }
 
+  /** The number of servers the agent wants a stream to. */
+  get targetCount(): number {
+    return Math.max(this.headerCount, this.config.countedServers?.() ?? 0);
+  }
+
   start(): void {
     void this.sync();
+    const probe = this.config.probeIntervalMs ?? 0;
+    if (probe > 0) {
+      this.probeTimer = setInterval(() => {
+        this.probe();
+      }, probe);
+      this.probeTimer.unref();
+    }
+  }
+
+  /** A stream whose connection broke without an event yet is dropped, so sync replaces it. */
+  private probe(): void {
+    for (const [id, client] of this.clients) {
+      if (!client.healthy()) {
+        this.config.log.warn({ serverID: id }, 'probe: connection to proxy-server is not ready; reconnecting');
+        client.shutdown('probe failed');
+      }
+    }
+    this.config.metrics.knownServerCount.set(this.targetCount);
+    if (this.clients.size < this.targetCount && !this.timer && !this.connecting) void this.sync();
   }
 
   private schedule(delayMs: number): void {
@@ -41,7 +76,9 @@ export class ClientSet {
 
   private async sync(): Promise<void> {
     if (this.stopped || this.connecting) return;
-    if (this.clients.size >= this.serverCount) {
+    const atTarget = this.clients.size >= this.targetCount;
+    this.config.metrics.knownServerCount.set(this.targetCount);
+    if (atTarget && !this.config.syncForever) {
       this.schedule(this.config.syncIntervalMs);
       return;
     }
@@ -55,13 +92,16 @@ export class ClientSet {
         client.shutdown('agent stopping');
         return;
       }
-      this.serverCount = identity.serverCount;
-      config.metrics.knownServerCount.set(identity.serverCount);
+      if (identity.serverCount !== this.headerCount) {
+        config.log.info({ from: this.headerCount, to: identity.serverCount }, 'server count changed');
+        this.headerCount = identity.serverCount;
+      }
+      config.metrics.knownServerCount.set(this.targetCount);
       if (this.clients.has(identity.serverID)) {
         // Behind a load balancer we reached a server we already hold a stream to.
         config.log.debug({ serverID: identity.serverID }, 'duplicate server; closing the new stream');
         client.shutdown('duplicate server');
-        this.schedule(this.backoff.next());
+        this.schedule(atTarget ? config.syncIntervalMs : this.backoff.next());
         return;
       }
       this.clients.set(identity.serverID, client);
@@ -105,12 +145,14 @@ export class ClientSet {
   drain(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.probeTimer) clearInterval(this.probeTimer);
     for (const c of this.clients.values()) c.drain();
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.probeTimer) clearInterval(this.probeTimer);
     for (const c of [...this.clients.values()]) c.shutdown('agent stopping');
     this.clients.clear();
     this.config.metrics.serverConnections.set(0);

@@ -60,7 +60,7 @@ export const agentFlags = {
   'sync-forever': {
     kind: 'bool',
     default: false,
-    help: 'keep syncing after connecting to every server (always on here)',
+    help: 'keep connecting at --sync-interval after holding a stream to every known server, to learn of added servers from the serverCount header (each extra connection to a known server is closed)',
   },
   'keepalive-time': {
     kind: 'duration',
@@ -180,6 +180,7 @@ export function agentConfigFromFlags(
     throw new FlagError('cannot have --agent-key empty when --agent-cert is set');
   if (v['agent-key'] && !v['agent-cert'])
     throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
+  if (v['probe-interval'] <= 0) throw new FlagError('--probe-interval must be > 0');
   if (v['drain-timeout'] < 0) throw new FlagError('--drain-timeout must be >= 0');
   if (v['sync-interval'] <= 0) throw new FlagError('--sync-interval must be > 0');
   if (v['sync-interval'] > v['sync-interval-cap']) {
@@ -207,6 +208,8 @@ export function agentConfigFromFlags(
     serverPort: v['proxy-server-port'],
     syncIntervalMs: v['sync-interval'],
     syncIntervalCapMs: v['sync-interval-cap'],
+    syncForever: v['sync-forever'],
+    probeIntervalMs: v['probe-interval'],
     keepaliveTimeMs: v['keepalive-time'],
     windowBytes: v['server-window-size'],
     connectionWindowBytes: v['connection-window-size'],

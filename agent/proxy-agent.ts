@@ -21,6 +21,8 @@ export interface ProxyAgentConfig {
   key?: Buffer;
   syncIntervalMs: number;
   syncIntervalCapMs: number;
+  syncForever?: boolean;
+  probeIntervalMs?: number;
   keepaliveTimeMs: number;
   /** HTTP/2 receive window towards each server (stream and connection); default 16 MiB. */
   windowBytes?: number;
@@ -73,6 +75,8 @@ export class ProxyAgent {
       destinationPolicy: config.destinationPolicy,
       syncIntervalMs: config.syncIntervalMs,
       syncIntervalCapMs: config.syncIntervalCapMs,
+      syncForever: config.syncForever ?? false,
+      probeIntervalMs: config.probeIntervalMs ?? 1000,
       log: config.log,
       metrics: this.metrics,
     });

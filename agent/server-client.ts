@@ -3,6 +3,7 @@
 import {
   Client,
   Metadata,
+  connectivityState,
   type ChannelCredentials,
   type ChannelOptions,
   type ClientDuplexStream,
@@ -277,6 +278,13 @@ export class ServerClient implements StreamSender {
       }
       this.send(packets.dialResponse(random, 0n, text));
     });
+  }
+
+  /** The stream is open and its connection is READY or IDLE (not failing or shut down). */
+  healthy(): boolean {
+    if (this.closed || !this.client) return false;
+    const state = this.client.getChannel().getConnectivityState(false);
+    return state === connectivityState.READY || state === connectivityState.IDLE;
   }
 
   /** Tells the server this agent is going away: it sends no new dials here (DRAIN). */
