@@ -57,7 +57,10 @@ export class ClientSet {
   private probe(): void {
     for (const [id, client] of this.clients) {
       if (!client.healthy()) {
-        this.config.log.warn({ serverID: id }, 'probe: connection to proxy-server is not ready; reconnecting');
+        this.config.log.warn(
+          { serverID: id },
+          'probe: connection to proxy-server is not ready; reconnecting',
+        );
         client.shutdown('probe failed');
       }
     }

@@ -59,6 +59,18 @@ export class AgentMetrics {
     });
   }
 
+  /** konnectivity_network_proxy_agent_server_lease_count, read at each scrape. */
+  trackLeaseCount(count: () => number): void {
+    new Gauge({
+      name: PREFIX + 'server_lease_count',
+      help: 'ours: proxy-servers with an unexpired Lease (--count-server-leases)',
+      registers: [this.registry],
+      collect() {
+        this.set(count());
+      },
+    });
+  }
+
   packet(segment: AgentSegment, type: number): void {
     this.stream.packet(segment, type);
   }

@@ -8,14 +8,13 @@ import { readPem } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import type { ProxyAgentConfig } from './proxy-agent.js';
 import { parseAgentIdentifiers } from '../proto/agent-identifiers.js';
+import { parseLabels } from '../common/kube/leases.js';
 import {
   DEFAULT_DENIED_DESTINATIONS,
   DestinationPolicy,
   DestinationSyntaxError,
   parseDestinations,
 } from './destination-policy.js';
-
-const later = (issue: string) => `not implemented yet (${issue})`;
 
 export const agentFlags = {
   ...klogFlags,
@@ -108,15 +107,22 @@ export const agentFlags = {
     help: '',
     notImplemented: 'grpc-js does not expose ALPN',
   },
-  'count-server-leases': { kind: 'bool', default: false, help: '', notImplemented: later('HA issue') },
-  'lease-namespace': { kind: 'string', default: 'kube-system', help: '', notImplemented: later('HA issue') },
+  'count-server-leases': {
+    kind: 'bool',
+    default: false,
+    help: 'count the proxy-servers by their unexpired Leases (needs list/watch on leases); the agent connects to max(lease count, serverCount header) servers',
+  },
+  'lease-namespace': { kind: 'string', default: 'kube-system', help: 'namespace of the server Leases' },
   'lease-label-selector': {
     kind: 'string',
     default: 'k8s-app=konnectivity-server',
-    help: '',
-    notImplemented: later('HA issue'),
+    help: 'label selector of the server Leases',
   },
-  kubeconfig: { kind: 'string', default: '', help: '', notImplemented: later('HA issue') },
+  kubeconfig: {
+    kind: 'string',
+    default: '',
+    help: 'kubeconfig for --count-server-leases (empty: the in-cluster service account)',
+  },
   ...profilingFlags,
   'xfr-channel-size': {
     kind: 'int',
@@ -180,6 +186,13 @@ export function agentConfigFromFlags(
     throw new FlagError('cannot have --agent-key empty when --agent-cert is set');
   if (v['agent-key'] && !v['agent-cert'])
     throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
+  if (v['count-server-leases']) {
+    try {
+      parseLabels(v['lease-label-selector']);
+    } catch (err) {
+      throw new FlagError(`--lease-label-selector: ${(err as Error).message}`);
+    }
+  }
   if (v['probe-interval'] <= 0) throw new FlagError('--probe-interval must be > 0');
   if (v['drain-timeout'] < 0) throw new FlagError('--drain-timeout must be >= 0');
   if (v['sync-interval'] <= 0) throw new FlagError('--sync-interval must be > 0');
@@ -216,6 +229,13 @@ export function agentConfigFromFlags(
     tokenPath: v['service-account-token-path'] || undefined,
     maxMessageBytes: v['max-grpc-message-size'],
     drainTimeoutMs: v['drain-timeout'],
+    leaseCounting: v['count-server-leases']
+      ? {
+          namespace: v['lease-namespace'],
+          labelSelector: v['lease-label-selector'],
+          kubeconfig: v.kubeconfig,
+        }
+      : undefined,
     destinationPolicy: policy,
     health: { host: v['health-server-host'], port: v['health-server-port'] },
     admin: { host: v['admin-bind-address'], port: v['admin-server-port'] },

@@ -9,6 +9,8 @@ import { AgentMetrics } from './metrics.js';
 import { ClientSet } from './client-set.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import type { DestinationPolicy } from './destination-policy.js';
+import { LeaseCounter } from './lease-counter.js';
+import { loadKubeClient } from '../common/kube/client.js';
 
 export interface ProxyAgentConfig {
   agentID: string;
@@ -34,6 +36,8 @@ export interface ProxyAgentConfig {
   maxMessageBytes?: number;
   /** Which targets may be dialed; undefined: any. */
   destinationPolicy?: DestinationPolicy;
+  /** --count-server-leases: where the server Leases are. */
+  leaseCounting?: { namespace: string; labelSelector: string; kubeconfig: string } | undefined;
   /** SIGTERM: how long open connections may finish after DRAIN; 0: stop at once. */
   drainTimeoutMs?: number;
   health?: { host: string; port: number };
@@ -52,6 +56,7 @@ export class ProxyAgent {
   readonly clients: ClientSet;
   private readonly endpoints: HttpEndpoint[] = [];
   private draining = false;
+  private leaseCounter: LeaseCounter | undefined;
 
   constructor(private readonly config: ProxyAgentConfig) {
     this.metrics = new AgentMetrics(config.registry ?? createRegistry(true));
@@ -76,6 +81,7 @@ export class ProxyAgent {
       syncIntervalMs: config.syncIntervalMs,
       syncIntervalCapMs: config.syncIntervalCapMs,
       syncForever: config.syncForever ?? false,
+      countedServers: () => this.leaseCounter?.count() ?? 0,
       probeIntervalMs: config.probeIntervalMs ?? 1000,
       log: config.log,
       metrics: this.metrics,
@@ -96,6 +102,19 @@ export class ProxyAgent {
   async start(): Promise<AgentAddresses> {
     const out: AgentAddresses = {};
     try {
+      const leases = this.config.leaseCounting;
+      if (leases) {
+        const client = await loadKubeClient(leases.kubeconfig);
+        this.leaseCounter = new LeaseCounter(
+          client,
+          leases.namespace,
+          leases.labelSelector,
+          this.config.log.child({ part: 'lease-counter' }),
+        );
+        await this.leaseCounter.start();
+        const counter = this.leaseCounter;
+        this.metrics.trackLeaseCount(() => counter.count());
+      }
       if (this.config.health) {
         // Upstream serves /metrics on the agent's health port; existing scrape configs expect it there.
         const ep = new HttpEndpoint({
@@ -137,6 +156,7 @@ export class ProxyAgent {
       log.info({ open: this.clients.openConnections }, 'drain over');
     }
     this.clients.stop();
+    await this.leaseCounter?.stop();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
 }

@@ -6,6 +6,7 @@ import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
+import { parseLabels } from '../common/kube/leases.js';
 import { parseProxyStrategies, StrategyError, type ProxyStrategy } from './backend/proxy-strategies.js';
 import { TlsPolicyError, tlsPolicyFromFlags, type TlsPolicy } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
@@ -182,13 +183,26 @@ export const serverFlags = {
     help: '',
     notImplemented: later('no Kubernetes client yet'),
   },
-  'enable-lease-controller': { kind: 'bool', default: false, help: '', notImplemented: later('HA issue') },
-  'lease-namespace': { kind: 'string', default: 'kube-system', help: '', notImplemented: later('HA issue') },
+  'enable-lease-controller': {
+    kind: 'bool',
+    default: false,
+    help: "publish and renew this server's Lease (konnectivity-proxy-server-<server-id>) so agents can count the servers, and delete expired ones",
+  },
+  'lease-namespace': { kind: 'string', default: 'kube-system', help: 'namespace of the server Leases' },
   'lease-label': {
     kind: 'string',
     default: 'k8s-app=konnectivity-server',
-    help: '',
-    notImplemented: later('HA issue'),
+    help: 'labels of the server Leases (k=v,k2=v2)',
+  },
+  'lease-duration': {
+    kind: 'duration',
+    default: 30_000,
+    help: "ours: leaseDurationSeconds of this server's Lease (upstream: fixed 30s); rounded up to whole seconds",
+  },
+  'lease-renew-interval': {
+    kind: 'duration',
+    default: 15_000,
+    help: 'ours: how often the Lease is renewed and expired Leases are collected (upstream: fixed 15s)',
   },
   ...profilingFlags,
   'xfr-channel-size': {
@@ -273,7 +287,25 @@ export function serverConfigFromFlags(
         serviceAccount: v['agent-service-account'],
         audience: v['authentication-audience'],
       },
-      kubeconfig: v.kubeconfig,
+    };
+  }
+  let leases: ProxyServerConfig['leases'];
+  if (v['enable-lease-controller']) {
+    let labels: Record<string, string>;
+    try {
+      labels = parseLabels(v['lease-label']);
+    } catch (err) {
+      throw new FlagError(`--lease-label: ${(err as Error).message}`);
+    }
+    if (Object.keys(labels).length === 0) throw new FlagError('--lease-label cannot be empty');
+    if (v['lease-duration'] < 1000) throw new FlagError('--lease-duration must be at least 1s');
+    if (v['lease-renew-interval'] <= 0 || v['lease-renew-interval'] >= v['lease-duration'])
+      throw new FlagError('--lease-renew-interval must be > 0 and shorter than --lease-duration');
+    leases = {
+      namespace: v['lease-namespace'],
+      labels,
+      durationSeconds: Math.ceil(v['lease-duration'] / 1000),
+      renewIntervalMs: v['lease-renew-interval'],
     };
   }
   let tlsPolicy: TlsPolicy;
@@ -344,6 +376,8 @@ export function serverConfigFromFlags(
     frontendWindowBytes: v['frontend-window-size'],
     connectionWindowBytes: v['connection-window-size'],
     agentAuth,
+    leases,
+    kubeconfig: v.kubeconfig,
     limits: {
       maxPendingDials: v['max-pending-dials'],
       maxConnectionsPerAgent: v['max-connections-per-agent'],

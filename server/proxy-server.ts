@@ -30,6 +30,7 @@ import {
   type TokenReviewer,
 } from '../common/kube/token-review.js';
 import { loadKubeClient } from '../common/kube/client.js';
+import { LeaseController, type LeaseControllerOptions } from './leases/lease-controller.js';
 
 export interface FrontendConfig {
   mode: 'grpc' | 'http-connect';
@@ -63,7 +64,11 @@ export interface ProxyServerConfig {
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
   /** Agents must present a ServiceAccount token that a TokenReview accepts. */
-  agentAuth?: { policy: TokenPolicy; kubeconfig: string } | undefined;
+  agentAuth?: { policy: TokenPolicy } | undefined;
+  /** --enable-lease-controller. */
+  leases?: Omit<LeaseControllerOptions, 'serverID'> | undefined;
+  /** For the Kubernetes API (token review, leases); empty: in-cluster config. */
+  kubeconfig?: string;
   /** Limits that make a dial fail at once rather than harm others; absent or 0: none. */
   limits?: Partial<ServerLimits>;
   /** Minimum TLS version and cipher list of every TLS listener; default TLS 1.2, Node's ciphers. */
@@ -121,6 +126,7 @@ export class ProxyServer {
   private readonly grpcFrontendPorts: string[] = [];
   private readonly agentService: AgentService;
   private readonly reloaders: TlsReloader[] = [];
+  private leaseController: LeaseController | undefined;
   private grpcFrontendUsed = false;
   private stopped = false;
 
@@ -205,9 +211,12 @@ export class ProxyServer {
   async start(): Promise<ServerAddresses> {
     const out: ServerAddresses = { frontends: [], agentPort: 0 };
     try {
-      const auth = this.config.agentAuth;
+      const { agentAuth: auth, leases } = this.config;
+      const needsKube = (auth && !this.config.tokenReviewer) || leases;
+      const kube = needsKube ? await loadKubeClient(this.config.kubeconfig ?? '') : undefined;
       if (auth) {
-        const reviewer = this.config.tokenReviewer ?? apiTokenReviewer(await loadKubeClient(auth.kubeconfig));
+        const reviewer = this.config.tokenReviewer ?? (kube && apiTokenReviewer(kube));
+        if (!reviewer) throw new Error('token authentication needs a Kubernetes client');
         this.agentService.authenticator = new TokenAuthenticator(reviewer, auth.policy);
         this.log.info({ ...auth.policy }, 'agents must present a ServiceAccount token');
       }
@@ -230,6 +239,15 @@ export class ProxyServer {
         this.endpoints.push(ep);
         out.adminPort = await ep.listen(this.config.admin.port, this.config.admin.host);
         this.log.info({ listener: 'admin', port: out.adminPort }, 'listening');
+      }
+      if (leases && kube) {
+        this.leaseController = new LeaseController(
+          kube,
+          { ...leases, serverID: this.config.serverID },
+          this.metrics,
+          this.log.child({ part: 'leases' }),
+        );
+        this.leaseController.start();
       }
     } catch (err) {
       await this.stop();
@@ -344,6 +362,9 @@ export class ProxyServer {
       { timeoutMs: timeout, open: this.broker.establishedCount, pending: this.broker.pendingCount },
       'shutting down: no new connections',
     );
+    // Agents stop counting this server first, as upstream does.
+    await this.leaseController?.stop();
+    this.leaseController = undefined;
     for (const port of this.grpcFrontendPorts) this.grpcFrontendServer.unbind(port);
     for (const s of this.httpServers) s.close();
     if (timeout > 0) {
@@ -386,6 +407,7 @@ export class ProxyServer {
     if (this.stopped) return;
     this.stopped = true;
     for (const r of this.reloaders) r.stop();
+    await this.leaseController?.stop();
     if (this.grpcFrontendUsed) this.grpcFrontendServer.forceShutdown();
     this.agentServer.forceShutdown();
     for (const s of this.httpServers) {

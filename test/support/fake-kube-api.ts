@@ -2,7 +2,8 @@
 // over HTTP, Status objects, resourceVersion conflicts, label selectors) for the two
 // resources we use, so the real @kubernetes/client-node talks to it unchanged:
 //   POST /apis/authentication.k8s.io/v1/tokenreviews
-//   /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]  (list, get, create, replace, delete)
+//   /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]  (list, watch, get, create,
+//   replace, delete; watch replays changes after the resourceVersion it is given)
 import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,6 +48,13 @@ export class FakeKubeApi {
     this.handle(req, res);
   });
   private version = 1;
+  /** Every lease change, for watches that start from a resourceVersion. */
+  private readonly events: { rv: number; type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: LeaseObject }[] = [];
+  private readonly watchers = new Set<{
+    ns: string;
+    selector: [string, string][];
+    res: http.ServerResponse;
+  }>();
   port = 0;
 
   async start(): Promise<this> {
@@ -58,6 +66,7 @@ export class FakeKubeApi {
   }
 
   async stop(): Promise<void> {
+    for (const w of this.watchers) w.res.destroy();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -95,7 +104,8 @@ export class FakeKubeApi {
     ageSeconds = 0,
   ): void {
     const now = new Date(Date.now() - ageSeconds * 1000).toISOString();
-    this.leases.set(`${namespace}/${name}`, {
+    const existed = this.leases.has(`${namespace}/${name}`);
+    const lease: LeaseObject = {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: {
@@ -107,7 +117,35 @@ export class FakeKubeApi {
         creationTimestamp: now,
       },
       spec: { holderIdentity: name, leaseDurationSeconds: durationSeconds, acquireTime: now, renewTime: now },
+    };
+    this.leases.set(`${namespace}/${name}`, lease);
+    this.emit(existed ? 'MODIFIED' : 'ADDED', lease);
+  }
+
+  /** Deletes a lease directly (as an operator or another server would). */
+  deleteLease(namespace: string, name: string): void {
+    const lease = this.leases.get(`${namespace}/${name}`);
+    if (!lease) return;
+    this.leases.delete(`${namespace}/${name}`);
+    this.emit('DELETED', {
+      ...lease,
+      metadata: { ...lease.metadata, resourceVersion: String(this.version++) },
     });
+  }
+
+  private emit(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: LeaseObject): void {
+    const event = { rv: Number(object.metadata.resourceVersion), type, object };
+    this.events.push(event);
+    for (const w of this.watchers) this.send(w, event);
+  }
+
+  private send(
+    w: { ns: string; selector: [string, string][]; res: http.ServerResponse },
+    e: { type: string; object: LeaseObject },
+  ): void {
+    if (e.object.metadata.namespace !== w.ns) return;
+    if (!w.selector.every(([k, v]) => e.object.metadata.labels?.[k] === v)) return;
+    w.res.write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
   }
 
   count(method: string, prefix: string): number {
@@ -175,6 +213,16 @@ export class FakeKubeApi {
     body: unknown,
   ): void {
     const key = `${ns}/${name ?? ''}`;
+    if (!name && method === 'GET' && query.get('watch') === 'true') {
+      const w = { ns, selector: parseSelector(query.get('labelSelector') ?? ''), res };
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.flushHeaders();
+      const from = Number(query.get('resourceVersion') ?? '0');
+      for (const e of this.events) if (e.rv > from) this.send(w, e);
+      this.watchers.add(w);
+      res.on('close', () => this.watchers.delete(w));
+      return;
+    }
     if (!name && method === 'GET') {
       const selector = parseSelector(query.get('labelSelector') ?? '');
       const items = [...this.leases.values()].filter(
@@ -231,7 +279,7 @@ export class FakeKubeApi {
 
   private store(key: string, ns: string, lease: LeaseObject): void {
     const prev = this.leases.get(key);
-    this.leases.set(key, {
+    const stored: LeaseObject = {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: {
@@ -242,7 +290,9 @@ export class FakeKubeApi {
         creationTimestamp: prev?.metadata.creationTimestamp ?? new Date().toISOString(),
       },
       spec: lease.spec,
-    });
+    };
+    this.leases.set(key, stored);
+    this.emit(prev ? 'MODIFIED' : 'ADDED', stored);
   }
 }
 
