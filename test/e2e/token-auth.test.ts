@@ -8,7 +8,7 @@ import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi } from '../support/fake-kube-api.js';
 import { LabTarget, readAll } from '../support/targets.js';
-import { metric, type Proc } from '../support/processes.js';
+import { metric, startServer, type Proc } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const AUDIENCE = 'system:konnectivity-server';
@@ -148,6 +148,27 @@ describe('agent token authentication', () => {
         cluster.server.adminPort,
         'konnectivity_network_proxy_server_agent_auth_failures_total',
       )) >= 7,
+    );
+  });
+
+  it('a token rotated while connected is the one sent on the next connect', async () => {
+    const path = tokenFile('connected', 'good-token');
+    const agent = await startAgent('connected', [`--service-account-token-path=${path}`]);
+    await waitFor('connected', () => agent.find('connected to proxy-server'));
+    writeFileSync(path, 'expired\n'); // rotated to a token the API no longer accepts
+    // The open stream is not re-checked; the next connect is: restart the server on its port.
+    const agentPort = cluster.server.agentPort;
+    await cluster.server.proc.kill();
+    cluster.server = await startServer([...cluster.serverArgs, `--agent-port=${agentPort}`]);
+    const refused = await waitFor('refusal after the restart', () =>
+      cluster.server.proc.lines.find(
+        (l) => l.msg === 'agent refused: authentication failed' && l.agentID === 'connected',
+      ),
+    );
+    assert.match(String(refused.reason), /token has expired/);
+    writeFileSync(path, 'good-token\n');
+    await waitFor('accepted again', () =>
+      cluster.server.proc.lines.find((l) => l.msg === 'agent connected' && l.agentID === 'connected'),
     );
   });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { parseGoDuration, formatGoDuration } from '../../../common/flags/go-duration.js';
 import { FlagError, parseFlags } from '../../../common/flags/flag-set.js';
 import { serverConfigFromFlags, serverFlags } from '../../../server/options.js';
-import { agentFlags } from '../../../agent/options.js';
+import { agentConfigFromFlags, agentFlags } from '../../../agent/options.js';
 import { createLogger } from '../../../common/log.js';
 
 const quiet = createLogger({ component: 'test', level: 'silent' });
@@ -145,5 +145,25 @@ describe('command lines', () => {
       () => cfg(['--uds-name=/tmp/s', '--agent-namespace=x']),
       /--agent-service-account cannot be empty when agent token authentication is configured/,
     );
+  });
+
+  it('validates the agent configuration: identifiers, destinations, lease selector', () => {
+    const cfg = (args: string[]) => agentConfigFromFlags(parseFlags(agentFlags, args).values, quiet, {});
+    assert.throws(
+      () => cfg(['--agent-identifiers=ipv4=999.1.1.1&host=node1']),
+      /invalid "ipv4=999\.1\.1\.1"/,
+    );
+    assert.throws(() => cfg(['--agent-identifiers=cidr=10.0.0.0/40']), /invalid "cidr=10\.0\.0\.0\/40"/);
+    assert.throws(() => cfg(['--agent-identifiers=default-route=maybe']), /default-route=maybe/);
+    assert.equal(cfg(['--agent-identifiers=zone=a&ipv4=10.0.0.1']).agentIdentifiers, 'zone=a&ipv4=10.0.0.1');
+    assert.throws(
+      () => cfg(['--denied-destinations=10.0.0.0/8:http']),
+      /--denied-destinations: "10\.0\.0\.0\/8:http"/,
+    );
+    assert.throws(
+      () => cfg(['--count-server-leases', '--lease-label-selector=k8s-app in (a)']),
+      /--lease-label-selector/,
+    );
+    assert.throws(() => cfg(['--drain-timeout=-1s']), /--drain-timeout must be >= 0/);
   });
 });
