@@ -104,7 +104,7 @@ describe('agent lease counting', () => {
 
   it('counts the unexpired, labelled Leases (above the serverCount header of 1)', async () => {
     await expect(3);
-    assert.ok(agent.find('connected to proxy-server'));
+    await waitFor('connected to the one real server', () => agent.find('connected to proxy-server'));
   });
 
   it('follows Leases added and deleted', async () => {
