@@ -57,6 +57,7 @@ export class AgentService {
       }
       this.metrics.agentAuthFailures.inc();
       this.log.warn({ agentID, peer, reason: result.reason }, 'agent refused: authentication failed');
+      if (stream.cancelled) return;
       stream.emit('error', {
         code: status.UNAUTHENTICATED,
         details: `agent authentication failed: ${result.reason}`,
