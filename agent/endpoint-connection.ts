@@ -5,7 +5,7 @@
 import type net from 'node:net';
 import { packets, type Packet } from '../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../proto/metadata.js';
-import { ReceiveWindow, SendCredit, windowUpdate } from '../proto/flow-control.js';
+import { ReceiveWindow, SendCredit, tunedWindowLimit, windowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 
 /** What an endpoint connection needs from its server stream. */
@@ -46,9 +46,14 @@ export class EndpointConnection {
   ) {
     if (stream.flowControl) {
       this.credit = new SendCredit(stream.windows.peer);
-      this.window = new ReceiveWindow(stream.windows.local, (bytes) => {
-        if (!this.done) this.stream.send(windowUpdate(this.connectID, bytes));
-      });
+      const local = stream.windows.local;
+      this.window = new ReceiveWindow(
+        local,
+        (bytes) => {
+          if (!this.done) this.stream.send(windowUpdate(this.connectID, bytes));
+        },
+        tunedWindowLimit(local),
+      );
     }
   }
 

@@ -74,23 +74,51 @@ export class SendCredit {
  */
 export const MAX_OVERSHOOT = 4 * 1024 * 1024;
 
+/**
+ * Window auto-tuning: when a quarter window leaves the receiver within this time of the last
+ * credit return, the connection is fast enough to be window-bound on a distant link, and its
+ * window doubles (up to the tuning limit). The window thus settles near rate × 4 × this, the
+ * bandwidth-delay product of a link up to ~100 ms away, and grows only while the reader keeps
+ * up: a stalled reader never returns credit, so it never holds more than its window.
+ */
+export const WINDOW_GROWTH_INTERVAL_MS = 25;
+
+/** Auto-tuning grows a connection's window to at most this many times the configured one. */
+export const WINDOW_GROWTH_LIMIT = 4;
+
+export function tunedWindowLimit(window: number): number {
+  return Math.min(MAX_WINDOW, window * WINDOW_GROWTH_LIMIT);
+}
+
 /** Receiver side: bytes that have left us and whose credit is still to be returned. */
 export class ReceiveWindow {
   private unacked = 0;
   private held = 0;
   /** Received and not yet credited back. */
   private outstanding = 0;
-  private readonly limit: number;
+  private window: number;
+  private limit: number;
+  private lastUpdateAt: number;
 
   /** Credit is returned in batches of at least a quarter window, to keep control packets rare. */
-  private readonly threshold: number;
+  private threshold: number;
 
   constructor(
     window: number,
     private readonly sendUpdate: (bytes: number) => void,
+    /** The window may grow to this (auto-tuning); default: no growth. */
+    private readonly maxWindow = window,
+    private readonly now: () => number = () => performance.now(),
   ) {
+    this.window = window;
     this.threshold = Math.floor(window / 4);
     this.limit = window + MAX_OVERSHOOT;
+    this.lastUpdateAt = now();
+  }
+
+  /** The current window (it grows with auto-tuning). */
+  get size(): number {
+    return this.window;
   }
 
   /** Accounts for received bytes; false when the peer has sent past its window (a violation). */
@@ -102,11 +130,20 @@ export class ReceiveWindow {
   /** Bytes handed on without backpressure. */
   delivered(bytes: number): void {
     this.unacked += bytes;
-    if (this.unacked >= this.threshold) {
-      this.sendUpdate(this.unacked);
-      this.outstanding -= this.unacked;
-      this.unacked = 0;
+    if (this.unacked < this.threshold) return;
+    const t = this.now();
+    let growth = 0;
+    if (this.window < this.maxWindow && t - this.lastUpdateAt < WINDOW_GROWTH_INTERVAL_MS) {
+      growth = Math.min(this.window, this.maxWindow - this.window);
+      this.window += growth;
+      this.threshold = Math.floor(this.window / 4);
+      this.limit = this.window + MAX_OVERSHOOT;
     }
+    this.lastUpdateAt = t;
+    // The extra credit is the growth: the sender just sees more room.
+    this.sendUpdate(this.unacked + growth);
+    this.outstanding -= this.unacked;
+    this.unacked = 0;
   }
 
   /** Bytes handed on into a full buffer: their credit waits for drained(). */

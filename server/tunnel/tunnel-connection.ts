@@ -3,7 +3,7 @@
 // and the close handshake.
 import { packets } from '../../proto/packet.js';
 import { Extension, HALF_CLOSE_MARKER } from '../../proto/metadata.js';
-import { ReceiveWindow, SendCredit, windowUpdate } from '../../proto/flow-control.js';
+import { ReceiveWindow, SendCredit, tunedWindowLimit, windowUpdate } from '../../proto/flow-control.js';
 import type { Backend } from '../backend/backend.js';
 import type { FrontendSink } from './frontend-sink.js';
 
@@ -38,9 +38,14 @@ export class TunnelConnection {
   ) {
     if (backend.supports(Extension.flowControl)) {
       this.credit = new SendCredit(backend.windows.peer);
-      this.window = new ReceiveWindow(backend.windows.local, (bytes) => {
-        if (this.state !== 'closed') this.backend.send(windowUpdate(this.connectID, bytes));
-      });
+      const local = backend.windows.local;
+      this.window = new ReceiveWindow(
+        local,
+        (bytes) => {
+          if (this.state !== 'closed') this.backend.send(windowUpdate(this.connectID, bytes));
+        },
+        tunedWindowLimit(local),
+      );
     }
   }
 

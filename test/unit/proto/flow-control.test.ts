@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   MAX_OVERSHOOT,
   ReceiveWindow,
+  WINDOW_GROWTH_INTERVAL_MS,
   SendCredit,
   parseConnectionWindow,
   parseWindowUpdate,
@@ -40,6 +41,53 @@ describe('per-connection flow control', () => {
     assert.deepEqual(updates, [120], 'held bytes have not left');
     w.drained();
     assert.deepEqual(updates, [120, 200]);
+  });
+
+  it('auto-tunes: a window consumed quickly doubles (up to its limit), a slow or stalled one never grows', () => {
+    let now = 0;
+    const updates: number[] = [];
+    const w = new ReceiveWindow(
+      400,
+      (n) => updates.push(n),
+      1600,
+      () => now,
+    );
+    // A quarter window (100) leaves within the growth interval: credit 100 + growth 400.
+    now = WINDOW_GROWTH_INTERVAL_MS - 1;
+    w.accept(100);
+    w.delivered(100);
+    assert.deepEqual(updates, [500]);
+    assert.equal(w.size, 800);
+    // The peer may now have 800 in flight (plus one message of overshoot).
+    assert.equal(w.accept(800 + MAX_OVERSHOOT - 0), true);
+    w.delivered(200); // quarter of 800, fast again: grows to the limit
+    assert.equal(w.size, 1600);
+    assert.deepEqual(updates, [500, 1000]);
+    w.delivered(400); // fast, but at the limit: credit only
+    assert.deepEqual(updates, [500, 1000, 400]);
+    assert.equal(w.size, 1600);
+
+    const slow = new ReceiveWindow(
+      400,
+      () => undefined,
+      1600,
+      () => now,
+    );
+    now += WINDOW_GROWTH_INTERVAL_MS * 2;
+    slow.accept(100);
+    slow.delivered(100);
+    assert.equal(slow.size, 400, 'a quarter window that took longer than the interval: no growth');
+
+    const stalled = new ReceiveWindow(
+      400,
+      () => undefined,
+      1600,
+      () => now,
+    );
+    stalled.accept(400);
+    stalled.hold(400);
+    assert.equal(stalled.size, 400, 'bytes held by a reader that does not read: no credit, no growth');
+    assert.equal(stalled.accept(MAX_OVERSHOOT + 1), false, 'and the peer may send no further');
   });
 
   it('flags a peer that sends past its window (one message of overshoot allowed)', () => {
