@@ -12,6 +12,12 @@ export interface KubeClient {
 
 /** From a kubeconfig file, or the in-cluster service account when `kubeconfig` is empty. */
 export async function loadKubeClient(kubeconfig: string): Promise<KubeClient> {
+  if (!kubeconfig && (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT)) {
+    throw new TunnelError(
+      ErrorCode.CONFIG,
+      'cannot load the in-cluster configuration: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined (or set --kubeconfig)',
+    );
+  }
   const mod = await import('@kubernetes/client-node');
   const config = new mod.KubeConfig();
   try {
@@ -25,12 +31,7 @@ export async function loadKubeClient(kubeconfig: string): Promise<KubeClient> {
     );
   }
   if (!config.getCurrentCluster()) {
-    throw new TunnelError(
-      ErrorCode.CONFIG,
-      kubeconfig
-        ? `--kubeconfig ${kubeconfig} names no current cluster`
-        : 'not running in a cluster (KUBERNETES_SERVICE_HOST unset): set --kubeconfig',
-    );
+    throw new TunnelError(ErrorCode.CONFIG, `--kubeconfig ${kubeconfig} names no current cluster`);
   }
   return { k8s: mod, config };
 }

@@ -8,7 +8,7 @@ import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi } from '../support/fake-kube-api.js';
 import { LabTarget, readAll } from '../support/targets.js';
-import { metric, startServer, type Proc } from '../support/processes.js';
+import { metric, spawnBin, startServer, type Proc } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const AUDIENCE = 'system:konnectivity-server';
@@ -169,6 +169,27 @@ describe('agent token authentication', () => {
     writeFileSync(path, 'good-token\n');
     await waitFor('accepted again', () =>
       cluster.server.proc.lines.find((l) => l.msg === 'agent connected' && l.agentID === 'connected'),
+    );
+  });
+
+  it('refuses to start without a reachable Kubernetes configuration, saying why', async () => {
+    const f = cluster.pki.files;
+    const p = spawnBin(
+      'proxy-server',
+      [
+        `--uds-name=${join(cluster.pki.dir, 'no-kube.sock')}`,
+        `--cluster-cert=${f.serverCert}`,
+        `--cluster-key=${f.serverKey}`,
+        '--agent-namespace=kube-system',
+        '--agent-service-account=konnectivity-agent',
+        `--authentication-audience=${AUDIENCE}`,
+      ],
+      { KUBERNETES_SERVICE_HOST: '', KUBERNETES_SERVICE_PORT: '' },
+    );
+    assert.equal(await p.exited, 2);
+    assert.match(
+      p.output(),
+      /KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined \(or set --kubeconfig\)/,
     );
   });
 });
