@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { LabTarget, deterministicChunks, hashOf, readAll } from '../support/targets.js';
-import { httpGet, metric, type Proc } from '../support/processes.js';
+import { httpGet, metric, type Proc, waitMetric } from '../support/processes.js';
 import { waitFor, within } from '../support/wait.js';
 
 const OPEN = 'konnectivity_network_proxy_agent_open_endpoint_connections';
@@ -26,13 +26,10 @@ describe('agent drain on SIGTERM', () => {
       await cluster.startAgent(['--agent-id=drain-a', '--drain-timeout=60s']),
       await cluster.startAgent(['--agent-id=drain-b', '--drain-timeout=60s']),
     ];
-    await waitFor(
-      'two agents',
-      async () =>
-        (await metric(
-          cluster.server.adminPort,
-          'konnectivity_network_proxy_server_ready_backend_connections',
-        )) === 2 || undefined,
+    await waitMetric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_ready_backend_connections',
+      2,
     );
   });
   after(async () => {

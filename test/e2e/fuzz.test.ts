@@ -43,6 +43,16 @@ describe('bounded fuzz against live servers', () => {
   });
   after(() => pair.stop());
 
+  /** Still serves, every gauge back where it started, RSS near its start. */
+  async function unharmed(c: Cluster, start: Record<string, number>, rssBefore: number): Promise<void> {
+    await stillServes(c);
+    await waitFor('gauges back', async () =>
+      JSON.stringify(await gauges(c)) === JSON.stringify(start) ? true : undefined,
+    );
+    const rssAfter = await metric(c.server.adminPort, 'process_resident_memory_bytes');
+    assert.ok(rssAfter < rssBefore + 64 * 1024 * 1024, `RSS grew from ${rssBefore} to ${rssAfter}`);
+  }
+
   async function stillServes(c: Cluster): Promise<void> {
     const sock = await dial(c.frontend, target.address);
     const back = readAll(sock);
@@ -71,12 +81,7 @@ describe('bounded fuzz against live servers', () => {
     for (let i = 0; i < heads.length; i += 25) {
       await Promise.all(heads.slice(i, i + 25).map((h) => sendSplit(c.frontend.uds ?? '', h)));
     }
-    await stillServes(c);
-    await waitFor('gauges back', async () =>
-      JSON.stringify(await gauges(c)) === JSON.stringify(start) ? true : undefined,
-    );
-    const rssAfter = await metric(c.server.adminPort, 'process_resident_memory_bytes');
-    assert.ok(rssAfter < rssBefore + 64 * 1024 * 1024, `RSS grew from ${rssBefore} to ${rssAfter}`);
+    await unharmed(c, start, rssBefore);
   });
 
   it('gRPC frontend: raw bytes, and random or mutated packets in real HTTP/2 streams', async () => {
@@ -101,12 +106,7 @@ describe('bounded fuzz against live servers', () => {
         .sample(fc.uint8Array({ maxLength: 500 }), { seed: SEED, numRuns: 30 })
         .map((raw) => rawExchange(() => net.connect(uds), Buffer.from(raw), 1000)),
     );
-    await stillServes(c);
-    await waitFor('gauges back', async () =>
-      JSON.stringify(await gauges(c)) === JSON.stringify(start) ? true : undefined,
-    );
-    const rssAfter = await metric(c.server.adminPort, 'process_resident_memory_bytes');
-    assert.ok(rssAfter < rssBefore + 64 * 1024 * 1024, `RSS grew from ${rssBefore} to ${rssAfter}`);
+    await unharmed(c, start, rssBefore);
   });
 
   it('agent port: raw bytes before TLS, and random or mutated packets from an authenticated agent stream', async () => {

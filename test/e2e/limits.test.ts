@@ -10,7 +10,7 @@ import { startCluster, type Cluster } from '../support/cluster.js';
 import { connectScriptedAgent, type ScriptedAgent } from '../support/scripted-agent.js';
 import { LabTarget, readAll } from '../support/targets.js';
 import { dial } from '../../ccm-integration/dialer/index.js';
-import { metric } from '../support/processes.js';
+import { metric, waitMetric } from '../support/processes.js';
 import { waitFor, within } from '../support/wait.js';
 import { rawExchange } from '../support/raw.js';
 
@@ -246,13 +246,10 @@ describe('limits (grpc frontend, real agent)', () => {
     } finally {
       client.close();
     }
-    await waitFor(
-      'connection released',
-      async () =>
-        (await metric(
-          cluster.server.adminPort,
-          'konnectivity_network_proxy_server_established_connections',
-        )) === 0 || undefined,
+    await waitMetric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_established_connections',
+      0,
     );
   });
 });

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { dial, ErrorCode, type TunnelError } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { LabTarget, readAll } from '../support/targets.js';
-import { httpGet, metric, type Proc } from '../support/processes.js';
+import { httpGet, metric, waitMetric, type Proc } from '../support/processes.js';
 import { rawExchange } from '../support/raw.js';
 import { waitFor } from '../support/wait.js';
 
@@ -30,9 +30,7 @@ async function idThrough(cluster: Cluster, address: string): Promise<string> {
   return (await back).toString();
 }
 
-async function agentCount(cluster: Cluster): Promise<number> {
-  return metric(cluster.server.adminPort, 'konnectivity_network_proxy_server_ready_backend_connections');
-}
+const READY_AGENTS = 'konnectivity_network_proxy_server_ready_backend_connections';
 
 describe('destHost routing', () => {
   let cluster: Cluster;
@@ -56,7 +54,7 @@ describe('destHost routing', () => {
       '--agent-id=agent-cidr',
       '--agent-identifiers=cidr=127.0.1.0/24',
     ]);
-    await waitFor('three agents', async () => (await agentCount(cluster)) === 3 || undefined);
+    await waitMetric(cluster.server.adminPort, READY_AGENTS, 3);
   });
   after(async () => {
     await cluster.stop();
@@ -140,7 +138,7 @@ describe('destHost alone, and agents sharing an identifier', () => {
     });
     agents.a = await cluster.startAgent(['--agent-id=twin-a', '--agent-identifiers=ipv4=127.0.0.3']);
     agents.b = await cluster.startAgent(['--agent-id=twin-b', '--agent-identifiers=ipv4=127.0.0.3']);
-    await waitFor('two agents', async () => (await agentCount(cluster)) === 2 || undefined);
+    await waitMetric(cluster.server.adminPort, READY_AGENTS, 2);
   });
   after(async () => {
     await cluster.stop();
@@ -190,7 +188,7 @@ describe('defaultRoute', () => {
       '--agent-id=gateway',
       '--agent-identifiers=default-route=true',
     ]);
-    await waitFor('two agents', async () => (await agentCount(cluster)) === 2 || undefined);
+    await waitMetric(cluster.server.adminPort, READY_AGENTS, 2);
   });
   after(async () => {
     await cluster.stop();

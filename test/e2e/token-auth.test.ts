@@ -8,7 +8,7 @@ import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi } from '../support/fake-kube-api.js';
 import { LabTarget, readAll } from '../support/targets.js';
-import { metric, spawnBin, startServer, type Proc } from '../support/processes.js';
+import { metric, spawnBin, startServer, type Proc, waitMetric } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
 const AUDIENCE = 'system:konnectivity-server';
@@ -71,22 +71,16 @@ describe('agent token authentication', () => {
   it('accepts a good token, reviews it once for two agents, and tunnels through them', async () => {
     const path = tokenFile('good', 'good-token');
     await startAgent('good-1', [`--service-account-token-path=${path}`]);
-    await waitFor(
-      'agent admitted',
-      async () =>
-        (await metric(
-          cluster.server.adminPort,
-          'konnectivity_network_proxy_server_ready_backend_connections',
-        )) === 1 || undefined,
+    await waitMetric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_ready_backend_connections',
+      1,
     );
     await startAgent('good-2', [`--service-account-token-path=${path}`]);
-    await waitFor(
-      'second agent admitted',
-      async () =>
-        (await metric(
-          cluster.server.adminPort,
-          'konnectivity_network_proxy_server_ready_backend_connections',
-        )) === 2 || undefined,
+    await waitMetric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_ready_backend_connections',
+      2,
     );
     assert.equal(
       api.count('POST', '/apis/authentication.k8s.io/v1/tokenreviews'),

@@ -137,6 +137,15 @@ export async function httpGet(port: number, path: string): Promise<{ status: num
   return { status: res.status, body: await res.text() };
 }
 
+/** Waits until a metric (as metric() reads it) equals `expected`. */
+export function waitMetric(port: number, name: string, expected: number, timeoutMs = 20_000): Promise<true> {
+  return waitFor(
+    `${name} = ${expected}`,
+    async () => (await metric(port, name)) === expected || undefined,
+    timeoutMs,
+  );
+}
+
 /** Reads one metric value (no labels, or the exact label set given) from a /metrics endpoint. */
 export async function metric(port: number, name: string): Promise<number> {
   const { body } = await httpGet(port, '/metrics');
