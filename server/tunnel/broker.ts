@@ -22,6 +22,8 @@ interface PendingDial {
   timer: NodeJS.Timeout | undefined;
 }
 
+type FailedDial = Pick<PendingDial, 'frontend' | 'address' | 'startedAt'> & { backend?: Backend | undefined };
+
 export interface DialHandle {
   /** The frontend gave up (DIAL_CLS, disconnect): the agent is told, the dial forgotten. */
   cancel(): void;
@@ -104,15 +106,14 @@ export class TunnelBroker implements ConnectionOwner {
     return { cancel: () => this.cancelDial(random) };
   }
 
-  /**
-   * A dial that did not become a connection: counted, and one audit line at info level
-   * (successful ones get theirs when they close), then the frontend is told.
-   */
-  private failDial(
-    dial: Pick<PendingDial, 'frontend' | 'address' | 'startedAt'> & { backend?: Backend | undefined },
-    err: TunnelError,
-    reason: DialFailureReason,
-  ): void {
+  /** A dial that did not become a connection: audited, then the frontend is told. */
+  private failDial(dial: FailedDial, err: TunnelError, reason: DialFailureReason): void {
+    this.auditFailure(dial, err, reason);
+    dial.frontend.dialFailed(err);
+  }
+
+  /** Counted, and one audit line at info level (successful dials get theirs when they close). */
+  private auditFailure(dial: FailedDial, err: TunnelError, reason: DialFailureReason): void {
     this.dialFailure(reason);
     dial.frontend.log.info(
       {
@@ -126,14 +127,14 @@ export class TunnelBroker implements ConnectionOwner {
       },
       'dial failed',
     );
-    dial.frontend.dialFailed(err);
   }
 
   private cancelDial(random: bigint): void {
     const dial = this.takePending(random);
     if (!dial) return;
     dial.backend.send(packets.closeDial(random));
-    this.failDial(
+    // The frontend itself gave up: nothing to tell it.
+    this.auditFailure(
       dial,
       new TunnelError(ErrorCode.DIAL_CANCELLED, 'the client gave up the dial'),
       'frontend_close',
