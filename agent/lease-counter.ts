@@ -7,6 +7,7 @@ import { isLeaseValid } from '../common/kube/leases.js';
 import { errorText, type Logger } from '../common/log.js';
 
 const RESTART_MS = 5000;
+const START_TIMEOUT_MS = 10_000;
 
 export class LeaseCounter {
   private informer: (k8s.Informer<k8s.V1Lease> & k8s.ObjectCache<k8s.V1Lease>) | undefined;
@@ -39,7 +40,20 @@ export class LeaseCounter {
     });
     this.informer = informer;
     try {
-      await informer.start();
+      // An API server that accepts and never answers must not hold the agent's start-up.
+      let timer: NodeJS.Timeout | undefined;
+      const slow = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          this.log.warn(
+            { afterMs: START_TIMEOUT_MS },
+            'server leases not listed yet; going by the serverCount header meanwhile',
+          );
+          resolve();
+        }, START_TIMEOUT_MS);
+      });
+      await Promise.race([informer.start(), slow]).finally(() => {
+        clearTimeout(timer);
+      });
     } catch (err) {
       // Not fatal: the agent goes by the serverCount header until the watch works.
       this.log.warn({ error: errorText(err), retryInMs: RESTART_MS }, 'cannot list server leases; retrying');
