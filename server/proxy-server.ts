@@ -362,11 +362,11 @@ export class ProxyServer {
       { timeoutMs: timeout, open: this.broker.establishedCount, pending: this.broker.pendingCount },
       'shutting down: no new connections',
     );
-    // Agents stop counting this server first, as upstream does.
-    await this.leaseController?.stop();
-    this.leaseController = undefined;
     for (const port of this.grpcFrontendPorts) this.grpcFrontendServer.unbind(port);
     for (const s of this.httpServers) s.close();
+    // Then agents stop counting this server, as upstream does.
+    await this.leaseController?.stop();
+    this.leaseController = undefined;
     if (timeout > 0) {
       let timer: NodeJS.Timeout | undefined;
       const expired = new Promise<boolean>((resolve) => {

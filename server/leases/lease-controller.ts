@@ -7,6 +7,8 @@ import { formatLabels, isLeaseValid, leaseName } from '../../common/kube/leases.
 import { errorText, type Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
 
+const STOP_TIMEOUT_MS = 3000;
+
 export interface LeaseControllerOptions {
   serverID: string;
   namespace: string;
@@ -46,12 +48,22 @@ export class LeaseController {
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.running;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.api.deleteNamespacedLease({ name: this.name, namespace: this.options.namespace });
+      // Bounded: an unreachable API server must not hold the shutdown; the Lease expires anyway.
+      const gaveUp = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${STOP_TIMEOUT_MS}ms`)), STOP_TIMEOUT_MS);
+      });
+      await Promise.race([
+        this.api.deleteNamespacedLease({ name: this.name, namespace: this.options.namespace }),
+        gaveUp,
+      ]);
       this.log.info({ lease: this.name }, 'lease deleted');
     } catch (err) {
       if (apiStatus(err) !== 404)
         this.log.warn({ lease: this.name, error: errorText(err) }, 'cannot delete lease');
+    } finally {
+      clearTimeout(timer);
     }
   }
 
