@@ -8,9 +8,17 @@ import { waitFor } from './wait.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const live = new Set<ChildProcess>();
-process.on('exit', () => {
+const killAll = () => {
   for (const c of live) c.kill('SIGKILL');
-});
+};
+process.on('exit', killAll);
+// A test process stopped by a signal (a CI timeout, ^C) takes its children with it too.
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal);
+  });
+}
 
 export interface LogLine {
   msg?: string;
