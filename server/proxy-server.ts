@@ -148,6 +148,7 @@ export class ProxyServer {
       'grpc.keepalive_time_ms': config.frontendKeepaliveTimeMs,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
       'grpc.max_receive_message_length': maxMessage,
+      'grpc.enable_channelz': 0,
       ...idle,
     };
     this.grpcFrontendServer = new GrpcServer(frontendOptions);

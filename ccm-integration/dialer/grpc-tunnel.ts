@@ -26,7 +26,12 @@ const CLOSE_WAIT_MS = 5000;
 function grpcClient(frontend: FrontendAddress): Client {
   // Own subchannel per dial (as kube-apiserver), and a receive window wide enough that a
   // download is not capped at 64 KiB per round trip.
-  const options = { 'grpc.use_local_subchannel_pool': 1, 'grpc-node.flow_control_window': 4 * 1024 * 1024 };
+  const options = {
+    'grpc.use_local_subchannel_pool': 1,
+    'grpc-node.flow_control_window': 4 * 1024 * 1024,
+    'grpc.enable_channelz': 0,
+    'grpc.enable_retries': 0,
+  };
   if (frontend.uds)
     return new Client(`unix:${resolvePath(frontend.uds)}`, credentials.createInsecure(), options);
   const tls = frontend.tls;
