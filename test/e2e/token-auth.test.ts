@@ -186,4 +186,14 @@ describe('agent token authentication', () => {
       /KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined \(or set --kubeconfig\)/,
     );
   });
+
+  it('fails closed when the Kubernetes API cannot be reached', async () => {
+    api.tokens.set('good-token-3', { user: GOOD_USER, audiences: [AUDIENCE] });
+    await api.stop();
+    const agent = await startAgent('api-down', [
+      `--service-account-token-path=${tokenFile('api-down', 'good-token-3')}`,
+    ]);
+    assert.match(String((await refusal('api-down')).reason), /^token review failed: /);
+    await agent.kill();
+  });
 });
