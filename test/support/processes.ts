@@ -27,19 +27,18 @@ export interface LogLine {
 }
 
 export class Proc {
-  readonly lines: LogLine[] = [];
   readonly stderr: string[] = [];
   readonly exited: Promise<number | null>;
+  /** Log lines as read; parsed only when someone looks (a benchmark's load generator reads
+   * thousands of audit lines it never inspects). */
+  private readonly raw: string[] = [];
+  private readonly parsed: LogLine[] = [];
 
   constructor(readonly child: ChildProcess) {
     live.add(child);
     if (child.stdout) {
       createInterface({ input: child.stdout }).on('line', (line) => {
-        try {
-          this.lines.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.lines.push({ msg: line });
-        }
+        this.raw.push(line);
       });
     }
     child.stderr?.on('data', (d: Buffer) => this.stderr.push(d.toString()));
@@ -49,6 +48,19 @@ export class Proc {
         resolve(code);
       });
     });
+  }
+
+  /** Every JSON log line so far (a non-JSON line becomes { msg: line }). */
+  get lines(): readonly LogLine[] {
+    for (let i = this.parsed.length; i < this.raw.length; i++) {
+      const line = this.raw[i] ?? '';
+      try {
+        this.parsed.push(JSON.parse(line) as LogLine);
+      } catch {
+        this.parsed.push({ msg: line });
+      }
+    }
+    return this.parsed;
   }
 
   find(msg: string): LogLine | undefined {
