@@ -19,6 +19,14 @@ export const ErrorCode = {
  */
 export const DESTINATION_DENIED = 'destination denied by agent policy';
 
+/** The error a DIAL_RSP error text stands for: a destination-policy refusal, or a failed dial. */
+export function dialResponseError(text: string): TunnelError {
+  return new TunnelError(
+    text.includes(DESTINATION_DENIED) ? ErrorCode.DESTINATION_DENIED : ErrorCode.DIAL_FAILED,
+    text,
+  );
+}
+
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 export class TunnelError extends Error {

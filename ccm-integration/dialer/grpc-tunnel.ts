@@ -14,7 +14,7 @@ import {
   metadataValue,
   parseExtensions,
 } from '../../proto/metadata.js';
-import { DESTINATION_DENIED, ErrorCode, TunnelError } from '../../common/errors.js';
+import { dialResponseError, ErrorCode, TunnelError } from '../../common/errors.js';
 import type { DialOptions, FrontendAddress } from './frontend-address.js';
 import { watchDial } from './dial-watch.js';
 
@@ -86,10 +86,7 @@ export function dialGrpc(
     const onPacket = (p: Packet) => {
       if (p.type !== PacketType.DIAL_RSP || p.random !== random) return;
       if (p.error) {
-        const code = p.error.includes(DESTINATION_DENIED)
-          ? ErrorCode.DESTINATION_DENIED
-          : ErrorCode.DIAL_FAILED;
-        fail(new TunnelError(code, p.error));
+        fail(dialResponseError(p.error));
         return;
       }
       settle();

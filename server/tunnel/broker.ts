@@ -5,7 +5,7 @@ import { random63 } from '../../proto/random.js';
 import { PacketType, packets, packetTypeName, type Packet } from '../../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../../proto/metadata.js';
 import { parseWindowUpdate } from '../../proto/flow-control.js';
-import { DESTINATION_DENIED, ErrorCode, TunnelError } from '../../common/errors.js';
+import { dialResponseError, ErrorCode, TunnelError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Backend } from '../backend/backend.js';
 import type { BackendManager } from '../backend/backend-manager.js';
@@ -241,8 +241,7 @@ export class TunnelBroker implements ConnectionOwner {
     }
     this.takePending(random);
     if (error) {
-      const code = error.includes(DESTINATION_DENIED) ? ErrorCode.DESTINATION_DENIED : ErrorCode.DIAL_FAILED;
-      this.failDial(dial, new TunnelError(code, error), 'endpoint');
+      this.failDial(dial, dialResponseError(error), 'endpoint');
       return;
     }
     if (backend.connections.has(connectID) || connectID === 0n) {
