@@ -1,6 +1,12 @@
 // proxy-agent command line: upstream flag names, meanings and defaults.
 import { randomUUID } from 'node:crypto';
-import { checkPortFlag, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import {
+  checkPortFlag,
+  FlagError,
+  parseFlagValue,
+  type FlagTable,
+  type FlagValues,
+} from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
@@ -8,7 +14,7 @@ import { readPem } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
 import type { ProxyAgentConfig } from './proxy-agent.js';
 import { parseAgentIdentifiers } from '../proto/agent-identifiers.js';
-import { parseLabels } from '../common/kube/leases.js';
+import { LabelSyntaxError, parseLabels } from '../common/kube/leases.js';
 import {
   DEFAULT_DENIED_DESTINATIONS,
   DestinationPolicy,
@@ -164,15 +170,6 @@ export function checkAgentIdentifiers(text: string, log: Logger): void {
   for (const type of parsed.unknown) log.warn({ type }, 'unknown agent identifier type ignored');
 }
 
-function destinationsFlag(flag: string, text: string) {
-  try {
-    return parseDestinations(text);
-  } catch (err) {
-    if (err instanceof DestinationSyntaxError) throw new FlagError(`--${flag}: ${err.message}`);
-    throw err;
-  }
-}
-
 export function agentConfigFromFlags(
   values: AgentFlagValues,
   log: Logger,
@@ -187,11 +184,11 @@ export function agentConfigFromFlags(
   if (v['agent-key'] && !v['agent-cert'])
     throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
   if (v['count-server-leases']) {
-    try {
-      parseLabels(v['lease-label-selector']);
-    } catch (err) {
-      throw new FlagError(`--lease-label-selector: ${(err as Error).message}`);
-    }
+    parseFlagValue(
+      () => parseLabels(v['lease-label-selector']),
+      LabelSyntaxError,
+      '--lease-label-selector: ',
+    );
   }
   if (v['probe-interval'] <= 0) throw new FlagError('--probe-interval must be > 0');
   if (v['drain-timeout'] < 0) throw new FlagError('--drain-timeout must be >= 0');
@@ -210,9 +207,11 @@ export function agentConfigFromFlags(
     throw new FlagError('--connection-window-size must be between 65536 and 1073741824 bytes');
   }
   checkAgentIdentifiers(v['agent-identifiers'], log);
+  const destinations = (flag: 'allowed-destinations' | 'denied-destinations') =>
+    parseFlagValue(() => parseDestinations(v[flag]), DestinationSyntaxError, `--${flag}: `);
   const policy = new DestinationPolicy(
-    destinationsFlag('allowed-destinations', v['allowed-destinations']),
-    destinationsFlag('denied-destinations', v['denied-destinations']),
+    destinations('allowed-destinations'),
+    destinations('denied-destinations'),
   );
   const config: ProxyAgentConfig = {
     agentID: v['agent-id'] || env.PROXY_AGENT_ID || randomUUID(),

@@ -1,14 +1,20 @@
 // proxy-server command line: upstream flag names, meanings and defaults, except the few
 // defaults improved on purpose (marked "ours"), and validation with clear messages.
 import { randomUUID } from 'node:crypto';
-import { checkPortFlag, FlagError, type FlagTable, type FlagValues } from '../common/flags/flag-set.js';
+import {
+  checkPortFlag,
+  FlagError,
+  parseFlagValue,
+  type FlagTable,
+  type FlagValues,
+} from '../common/flags/flag-set.js';
 import { klogFlags } from '../common/flags/klog-flags.js';
 import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
-import { parseLabels } from '../common/kube/leases.js';
-import { parseProxyStrategies, StrategyError, type ProxyStrategy } from './backend/proxy-strategies.js';
-import { TlsPolicyError, tlsPolicyFromFlags, type TlsPolicy } from '../common/tls-policy.js';
+import { LabelSyntaxError, parseLabels } from '../common/kube/leases.js';
+import { parseProxyStrategies, StrategyError } from './backend/proxy-strategies.js';
+import { TlsPolicyError, tlsPolicyFromFlags } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
 
@@ -266,13 +272,7 @@ export function serverConfigFromFlags(
   ] as const) {
     if (v[d] < 0) throw new FlagError(`--${d} must be >= 0`);
   }
-  let strategies: ProxyStrategy[];
-  try {
-    strategies = parseProxyStrategies(v['proxy-strategies']);
-  } catch (err) {
-    if (err instanceof StrategyError) throw new FlagError(err.message);
-    throw err;
-  }
+  const strategies = parseFlagValue(() => parseProxyStrategies(v['proxy-strategies']), StrategyError);
   let agentAuth: ProxyServerConfig['agentAuth'];
   if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
     for (const f of ['agent-namespace', 'agent-service-account', 'authentication-audience'] as const) {
@@ -291,12 +291,7 @@ export function serverConfigFromFlags(
   }
   let leases: ProxyServerConfig['leases'];
   if (v['enable-lease-controller']) {
-    let labels: Record<string, string>;
-    try {
-      labels = parseLabels(v['lease-label']);
-    } catch (err) {
-      throw new FlagError(`--lease-label: ${(err as Error).message}`);
-    }
+    const labels = parseFlagValue(() => parseLabels(v['lease-label']), LabelSyntaxError, '--lease-label: ');
     if (Object.keys(labels).length === 0) throw new FlagError('--lease-label cannot be empty');
     if (v['lease-duration'] < 1000) throw new FlagError('--lease-duration must be at least 1s');
     if (v['lease-renew-interval'] <= 0 || v['lease-renew-interval'] >= v['lease-duration'])
@@ -308,13 +303,10 @@ export function serverConfigFromFlags(
       renewIntervalMs: v['lease-renew-interval'],
     };
   }
-  let tlsPolicy: TlsPolicy;
-  try {
-    tlsPolicy = tlsPolicyFromFlags(v['tls-min-version'], v['cipher-suites'], (msg) => log.warn(msg));
-  } catch (err) {
-    if (err instanceof TlsPolicyError) throw new FlagError(err.message);
-    throw err;
-  }
+  const tlsPolicy = parseFlagValue(
+    () => tlsPolicyFromFlags(v['tls-min-version'], v['cipher-suites'], (msg) => log.warn(msg)),
+    TlsPolicyError,
+  );
   if (v['frontend-header-timeout'] <= 0) throw new FlagError('--frontend-header-timeout must be > 0');
   if (v['cert-reload-interval'] < 0) throw new FlagError('--cert-reload-interval must be >= 0');
   if (!/^0?[0-7]{3}$/.test(v['uds-socket-mode']))

@@ -77,6 +77,23 @@ function convert(name: string, spec: FlagSpec, raw: string, previous: unknown): 
 }
 
 /** Validation shared by the binaries: a port flag (0: pick a free port). */
+/**
+ * Runs a flag value's parser, turning its syntax errors (instances of `syntaxError`) into a
+ * FlagError, prefixed with `prefix` when the parser's message does not name the flag itself.
+ */
+export function parseFlagValue<T>(
+  parse: () => T,
+  syntaxError: abstract new (...args: never[]) => Error,
+  prefix = '',
+): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof syntaxError) throw new FlagError(prefix + err.message);
+    throw err;
+  }
+}
+
 export function checkPortFlag(name: string, port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new FlagError(`--${name} ${port} is not a port (0-65535)`);

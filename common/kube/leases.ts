@@ -22,7 +22,11 @@ export function leaseName(serverID: string): string {
   return `konnectivity-proxy-server-${serverID}`;
 }
 
-/** "k=v,k2=v2" → labels; throws on a term that is not k=v. */
+export class LabelSyntaxError extends Error {
+  override readonly name = 'LabelSyntaxError';
+}
+
+/** "k=v,k2=v2" → labels; throws LabelSyntaxError on a term that is not k=v. */
 export function parseLabels(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const term of text
@@ -37,7 +41,7 @@ export function parseLabels(text: string): Record<string, string> {
       !/^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/.test(key) ||
       !/^[A-Za-z0-9._-]*$/.test(value)
     ) {
-      throw new Error(`"${term}" is not a label (want key=value)`);
+      throw new LabelSyntaxError(`"${term}" is not a label (want key=value)`);
     }
     out[key] = value;
   }
