@@ -4,6 +4,7 @@
 // denied. Hostnames are resolved first and every address is checked, and the dial then goes
 // to a checked address, so DNS cannot swap in another one between check and connect.
 import net from 'node:net';
+import { canonicalIp, parseCidr } from '../proto/agent-identifiers.js';
 
 export const DEFAULT_DENIED_DESTINATIONS = '169.254.169.254/32,[fd00:ec2::254/128]';
 
@@ -51,16 +52,20 @@ function parseRule(text: string): DestinationRule {
       ports = p;
     }
   }
-  const slash = cidr.indexOf('/');
-  const address = slash < 0 ? cidr : cidr.slice(0, slash);
-  const family = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : undefined;
-  if (!family) throw new DestinationSyntaxError(`"${text}": "${address}" is not an IP address`);
-  const max = family === 'ipv4' ? 32 : 128;
-  const prefixText = slash < 0 ? String(max) : cidr.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max)
-    throw new DestinationSyntaxError(`"${text}": prefix length must be 0-${max}`);
+  // A bare address is a /32 or /128.
+  const address = cidr.split('/')[0] ?? '';
+  const max = net.isIPv6(address) ? 128 : 32;
+  const parsed = parseCidr(cidr.includes('/') ? cidr : `${cidr}/${max}`);
+  if (!parsed) {
+    throw new DestinationSyntaxError(
+      canonicalIp(address)
+        ? `"${text}": prefix length must be 0-${max}`
+        : `"${text}": "${address}" is not an IP address`,
+    );
+  }
+  const { family } = parsed;
   const list = new net.BlockList();
-  list.addSubnet(address, Number(prefixText), family);
+  list.addSubnet(parsed.address, parsed.prefix, family);
   let low = 1;
   let high = 65535;
   if (ports !== '') {

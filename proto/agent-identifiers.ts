@@ -79,7 +79,8 @@ export function parseAgentIdentifiers(text: string): ParsedIdentifiers {
   return out;
 }
 
-function parseCidr(text: string): AgentIdentifiers['cidrs'][number] | undefined {
+/** "10.0.0.0/8" or "fd00::/8" → canonical address, prefix and family; undefined when malformed. */
+export function parseCidr(text: string): AgentIdentifiers['cidrs'][number] | undefined {
   const slash = text.indexOf('/');
   if (slash < 0) return undefined;
   const address = canonicalIp(text.slice(0, slash));
