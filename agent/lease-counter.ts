@@ -5,6 +5,7 @@ import type * as k8s from '@kubernetes/client-node';
 import type { KubeClient } from '../common/kube/client.js';
 import { isLeaseValid } from '../common/kube/leases.js';
 import { errorText, type Logger } from '../common/log.js';
+import { TIMED_OUT, withDeadline } from '../common/deadline.js';
 
 const RESTART_MS = 5000;
 const START_TIMEOUT_MS = 10_000;
@@ -34,33 +35,28 @@ export class LeaseCounter {
     informer.on('error', (err: unknown) => {
       if (this.stopped) return;
       this.log.warn({ error: errorText(err), retryInMs: RESTART_MS }, 'lease watch failed; restarting');
-      this.restartTimer = setTimeout(() => {
-        if (!this.stopped) void informer.start().catch(() => undefined);
-      }, RESTART_MS);
+      this.restartLater(informer);
     });
     this.informer = informer;
     try {
       // An API server that accepts and never answers must not hold the agent's start-up.
-      let timer: NodeJS.Timeout | undefined;
-      const slow = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          this.log.warn(
-            { afterMs: START_TIMEOUT_MS },
-            'server leases not listed yet; going by the serverCount header meanwhile',
-          );
-          resolve();
-        }, START_TIMEOUT_MS);
-      });
-      await Promise.race([informer.start(), slow]).finally(() => {
-        clearTimeout(timer);
-      });
+      if ((await withDeadline(informer.start(), START_TIMEOUT_MS)) === TIMED_OUT) {
+        this.log.warn(
+          { afterMs: START_TIMEOUT_MS },
+          'server leases not listed yet; going by the serverCount header meanwhile',
+        );
+      }
     } catch (err) {
       // Not fatal: the agent goes by the serverCount header until the watch works.
       this.log.warn({ error: errorText(err), retryInMs: RESTART_MS }, 'cannot list server leases; retrying');
-      this.restartTimer = setTimeout(() => {
-        if (!this.stopped) void informer.start().catch(() => undefined);
-      }, RESTART_MS);
+      this.restartLater(informer);
     }
+  }
+
+  private restartLater(informer: k8s.Informer<k8s.V1Lease>): void {
+    this.restartTimer = setTimeout(() => {
+      if (!this.stopped) void informer.start().catch(() => undefined);
+    }, RESTART_MS);
   }
 
   /** Servers with an unexpired Lease now (expiry is checked at every call, not only on events). */

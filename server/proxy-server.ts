@@ -14,6 +14,7 @@ import { listen, prepareUds } from '../common/listen.js';
 import type { TlsFiles } from '../common/tls.js';
 import { DEFAULT_TLS_POLICY, tlsPolicyOptions, type TlsPolicy } from '../common/tls-policy.js';
 import { TlsReloader } from '../common/tls-reload.js';
+import { TIMED_OUT, withDeadline } from '../common/deadline.js';
 import { ReloadableServerCredentials } from './tls-credentials.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
@@ -369,12 +370,7 @@ export class ProxyServer {
     await this.leaseController?.stop();
     this.leaseController = undefined;
     if (timeout > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeout);
-      });
-      const idle = await Promise.race([this.broker.whenIdle().then(() => true), expired]);
-      clearTimeout(timer);
+      const idle = (await withDeadline(this.broker.whenIdle(), timeout)) !== TIMED_OUT;
       this.log.info({ drained: idle, open: this.broker.establishedCount }, 'graceful period over');
     }
     await this.stop();

@@ -6,6 +6,7 @@ import { apiStatus, type KubeClient } from '../../common/kube/client.js';
 import { formatLabels, isLeaseValid, leaseName } from '../../common/kube/leases.js';
 import { errorText, type Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
+import { TIMED_OUT, withDeadline } from '../../common/deadline.js';
 
 const STOP_TIMEOUT_MS = 3000;
 
@@ -47,23 +48,19 @@ export class LeaseController {
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    await this.running;
-    let timer: NodeJS.Timeout | undefined;
+    const { name } = this;
     try {
       // Bounded: an unreachable API server must not hold the shutdown; the Lease expires anyway.
-      const gaveUp = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${STOP_TIMEOUT_MS}ms`)), STOP_TIMEOUT_MS);
-      });
-      await Promise.race([
-        this.api.deleteNamespacedLease({ name: this.name, namespace: this.options.namespace }),
-        gaveUp,
-      ]);
-      this.log.info({ lease: this.name }, 'lease deleted');
+      const deleted = await withDeadline(
+        this.running.then(() => this.api.deleteNamespacedLease({ name, namespace: this.options.namespace })),
+        STOP_TIMEOUT_MS,
+      );
+      if (deleted === TIMED_OUT)
+        this.log.warn({ lease: name, error: `no answer within ${STOP_TIMEOUT_MS}ms` }, 'cannot delete lease');
+      else this.log.info({ lease: name }, 'lease deleted');
     } catch (err) {
       if (apiStatus(err) !== 404)
-        this.log.warn({ lease: this.name, error: errorText(err) }, 'cannot delete lease');
-    } finally {
-      clearTimeout(timer);
+        this.log.warn({ lease: name, error: errorText(err) }, 'cannot delete lease');
     }
   }
 
