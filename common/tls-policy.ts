@@ -81,9 +81,10 @@ export function tlsPolicyFromFlags(
   }
   // As in Go, the list restricts TLS 1.2 only: TLS 1.3 suites stay on unless listed. (Node
   // turns TLS 1.3 off when a cipher list names no TLS 1.3 suite.)
-  if (!openssl.some((c) => c.startsWith('TLS_'))) openssl.unshift(TLS13_DEFAULT);
+  const listsTls13 = openssl.some((c) => c.startsWith('TLS_'));
+  if (!listsTls13) openssl.unshift(TLS13_DEFAULT);
   const ciphers = openssl.join(':');
-  if (version === 'TLSv1.3' && !names.some((n) => n.startsWith('TLS_AES') || n.startsWith('TLS_CHACHA'))) {
+  if (version === 'TLSv1.3' && !listsTls13) {
     warn(
       '--cipher-suites lists only TLS 1.2 suites but --tls-min-version=VersionTLS13: the list has no effect',
     );

@@ -97,11 +97,7 @@ export class ReceiveWindow {
   /** Received and not yet credited back. */
   private outstanding = 0;
   private window: number;
-  private limit: number;
   private lastUpdateAt: number;
-
-  /** Credit is returned in batches of at least a quarter window, to keep control packets rare. */
-  private threshold: number;
 
   constructor(
     window: number,
@@ -111,8 +107,6 @@ export class ReceiveWindow {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.window = window;
-    this.threshold = Math.floor(window / 4);
-    this.limit = window + MAX_OVERSHOOT;
     this.lastUpdateAt = now();
   }
 
@@ -124,20 +118,19 @@ export class ReceiveWindow {
   /** Accounts for received bytes; false when the peer has sent past its window (a violation). */
   accept(bytes: number): boolean {
     this.outstanding += bytes;
-    return this.outstanding <= this.limit;
+    return this.outstanding <= this.window + MAX_OVERSHOOT;
   }
 
   /** Bytes handed on without backpressure. */
   delivered(bytes: number): void {
     this.unacked += bytes;
-    if (this.unacked < this.threshold) return;
+    // Credit goes back in batches of at least a quarter window, to keep control packets rare.
+    if (this.unacked < Math.floor(this.window / 4)) return;
     const t = this.now();
     let growth = 0;
     if (this.window < this.maxWindow && t - this.lastUpdateAt < WINDOW_GROWTH_INTERVAL_MS) {
       growth = Math.min(this.window, this.maxWindow - this.window);
       this.window += growth;
-      this.threshold = Math.floor(this.window / 4);
-      this.limit = this.window + MAX_OVERSHOOT;
     }
     this.lastUpdateAt = t;
     // The extra credit is the growth: the sender just sees more room.

@@ -46,14 +46,13 @@ export class GrpcFrontend {
         'cannot reach the HTTP/2 session of a frontend stream: its receive window stays at 64 KiB',
       );
     }
-    const stream = new ProxyStream(
+    new ProxyStream(
       call,
       this.broker,
       this.metrics,
       this.log.child({ stream: nextStreamSeq++ }),
-    );
-    stream.rateLimit = this.bucketFor(call);
-    stream.start();
+      this.bucketFor(call),
+    ).start();
   };
 
   private bucketFor(call: ProxyCall): TokenBucket | undefined {
@@ -76,14 +75,14 @@ class ProxyStream implements FrontendSink {
   private dial: DialHandle | undefined;
   private conn: TunnelConnection | undefined;
   private halfClose = false;
-  /** The dial-rate bucket of this stream's HTTP/2 connection. */
-  rateLimit: TokenBucket | undefined;
 
   constructor(
     private readonly call: ProxyCall,
     private readonly broker: TunnelBroker,
     private readonly metrics: ServerMetrics,
     readonly log: Logger,
+    /** The dial-rate bucket of this stream's HTTP/2 connection. */
+    private readonly rateLimit: TokenBucket | undefined,
   ) {}
 
   start(): void {
