@@ -18,6 +18,7 @@ import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
 import { sessionOf, widenReceiveWindows } from '../http2-windows.js';
 import { TokenBucket } from '../../common/rate-limit.js';
+import { auditDial } from '../tunnel/audit.js';
 
 export type ProxyCall = ServerDuplexStream<Packet, Packet>;
 
@@ -185,10 +186,7 @@ class ProxyStream implements FrontendSink {
 
   /** A dial refused before it reaches the broker; audited like the others. */
   private refuse(address: string, reason: string): void {
-    this.log.info(
-      { audit: 'dial', frontend: 'grpc', address, result: 'refused', error: reason },
-      'dial refused',
-    );
+    auditDial(this.log, { frontend: 'grpc', address, result: 'refused', error: reason }, 'dial refused');
     this.send(packets.dialResponse(this.clientRandom, 0n, reason));
     this.finish();
   }

@@ -11,6 +11,7 @@ import type { DialHandle, TunnelBroker } from '../tunnel/broker.js';
 import type { FrontendSink } from '../tunnel/frontend-sink.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
+import { auditDial } from '../tunnel/audit.js';
 
 /** Bytes a client may send before its tunnel is up; past it we stop reading until then. */
 const EARLY_DATA_LIMIT = 256 * 1024;
@@ -106,8 +107,9 @@ export class HttpConnectFrontend {
     const address = req.url ?? '';
     const target = checkDialTarget(address);
     if (!target.ok) {
-      log.info(
-        { audit: 'dial', frontend: 'http-connect', address, result: 'refused', error: target.reason },
+      auditDial(
+        log,
+        { frontend: 'http-connect', address, result: 'refused', error: target.reason },
         'CONNECT refused: bad target',
       );
       endWith(socket, httpResponse(400, target.reason));

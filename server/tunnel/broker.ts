@@ -12,6 +12,7 @@ import type { BackendManager } from '../backend/backend-manager.js';
 import type { DialFailureReason, ServerMetrics } from '../metrics.js';
 import type { FrontendSink } from './frontend-sink.js';
 import { TunnelConnection, type ConnectionOwner } from './tunnel-connection.js';
+import { auditDial } from './audit.js';
 
 interface PendingDial {
   random: bigint;
@@ -115,9 +116,9 @@ export class TunnelBroker implements ConnectionOwner {
   /** Counted, and one audit line at info level (successful dials get theirs when they close). */
   private auditFailure(dial: FailedDial, err: TunnelError, reason: DialFailureReason): void {
     this.dialFailure(reason);
-    dial.frontend.log.info(
+    auditDial(
+      dial.frontend.log,
       {
-        audit: 'dial',
         frontend: dial.frontend.kind,
         address: dial.address,
         agentID: dial.backend?.agentID,
@@ -268,10 +269,9 @@ export class TunnelBroker implements ConnectionOwner {
     conn.backend.connections.delete(conn.connectID);
     this.established--;
     this.metrics.established.set(this.established);
-    // The audit line of a successful dial: who, where, through which agent, how long, how much.
-    conn.frontend.log.info(
+    auditDial(
+      conn.frontend.log,
       {
-        audit: 'dial',
         frontend: conn.frontend.kind,
         address: conn.address,
         agentID: conn.backend.agentID,
