@@ -4,11 +4,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import type { Client } from '@grpc/grpc-js';
 import { dial } from '../../ccm-integration/dialer/index.js';
-import { decodePacket, encodePacket } from '../../proto/codec.js';
-import { PROXY_METHOD } from '../../proto/services.js';
-import { PacketType, packets, type Packet } from '../../proto/packet.js';
+import { PacketType, packets } from '../../proto/packet.js';
+import { frontendClient, nextPacket, proxyStream } from '../support/proxy-client.js';
 import { startPair, type Cluster } from '../support/cluster.js';
 import { LabTarget, readAll } from '../support/targets.js';
 import { agentArgs, metric, spawnBin } from '../support/processes.js';
@@ -19,13 +18,6 @@ async function stillServes(cluster: Cluster, target: LabTarget): Promise<void> {
   const reply = readAll(sock);
   sock.write('id\n');
   assert.equal((await reply).toString(), 'lab\n');
-}
-
-function nextPacket(call: ClientDuplexStream<Packet, Packet>): Promise<Packet> {
-  return new Promise((resolve, reject) => {
-    call.once('data', resolve);
-    call.once('error', reject);
-  });
 }
 
 describe('bad input', () => {
@@ -89,11 +81,10 @@ describe('bad input', () => {
   describe('on the gRPC frontend', () => {
     let client: Client;
     before(() => {
-      client = new Client(`unix:${grpc.frontend.uds ?? ''}`, credentials.createInsecure());
+      client = frontendClient(grpc.frontend.uds ?? '');
     });
     after(() => client.close());
-    const open = () =>
-      client.makeBidiStreamRequest<Packet, Packet>(PROXY_METHOD, encodePacket, decodePacket, new Metadata());
+    const open = () => proxyStream(client);
 
     it('answers DATA for a connection the stream does not own with a CLOSE_RSP error', async () => {
       const call = open();

@@ -2,10 +2,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Client, Metadata, connectivityState, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
-import { decodePacket, encodePacket } from '../../proto/codec.js';
-import { PROXY_METHOD } from '../../proto/services.js';
+import { connectivityState, type Client } from '@grpc/grpc-js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
+import { frontendClient, nextPacket, proxyStream } from '../support/proxy-client.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { connectScriptedAgent, type ScriptedAgent } from '../support/scripted-agent.js';
 import { LabTarget, readAll } from '../support/targets.js';
@@ -144,22 +143,14 @@ describe('limits (grpc frontend, real agent)', () => {
   });
 
   /** Several Proxy streams over ONE HTTP/2 connection, as a client that reuses its channel. */
-  function openStreams(client: Client, n: number): ClientDuplexStream<Packet, Packet>[] {
-    return Array.from({ length: n }, () =>
-      client.makeBidiStreamRequest<Packet, Packet>(PROXY_METHOD, encodePacket, decodePacket, new Metadata()),
-    );
-  }
-  const firstPacket = (s: ClientDuplexStream<Packet, Packet>) =>
-    new Promise<Packet>((resolve, reject) => {
-      s.once('data', resolve);
-      s.once('error', reject);
-    });
+  const openStreams = (client: Client, n: number) => Array.from({ length: n }, () => proxyStream(client));
+  const uds = () => cluster.frontend.uds ?? '';
 
   it('refuses dials over --max-dials-per-second on one connection; a new connection is not affected', async () => {
-    const client = new Client(`unix:${cluster.frontend.uds ?? ''}`, credentials.createInsecure());
+    const client = frontendClient(uds());
     try {
       const streams = openStreams(client, 5);
-      const answers = streams.map(firstPacket);
+      const answers = streams.map(nextPacket);
       streams.forEach((s, i) => s.write(packets.dialRequest(target.address, BigInt(i + 1), 'tcp')));
       const results = await Promise.all(answers);
       const refused = results.filter(
@@ -172,11 +163,11 @@ describe('limits (grpc frontend, real agent)', () => {
     } finally {
       client.close();
     }
-    const fresh = new Client(`unix:${cluster.frontend.uds ?? ''}`, credentials.createInsecure());
+    const fresh = frontendClient(uds());
     try {
       const [s] = openStreams(fresh, 1);
       assert.ok(s);
-      const answer = firstPacket(s);
+      const answer = nextPacket(s);
       s.write(packets.dialRequest(target.address, 99n, 'tcp'));
       const p = await answer;
       assert.equal(p.type === PacketType.DIAL_RSP ? p.error : 'not a DIAL_RSP', '');
@@ -195,7 +186,7 @@ describe('limits (grpc frontend, real agent)', () => {
       10_000,
       'silent connection closed by the server',
     );
-    const client = new Client(`unix:${cluster.frontend.uds ?? ''}`, credentials.createInsecure());
+    const client = frontendClient(uds());
     try {
       await new Promise<void>((resolve, reject) => {
         client.waitForReady(Date.now() + 5000, (err) => (err ? reject(err) : resolve()));
@@ -232,11 +223,11 @@ describe('limits (grpc frontend, real agent)', () => {
   });
 
   it('ends a stream that sends a message over --max-grpc-message-size; the server carries on', async () => {
-    const client = new Client(`unix:${cluster.frontend.uds ?? ''}`, credentials.createInsecure());
+    const client = frontendClient(uds());
     try {
       const [s] = openStreams(client, 1);
       assert.ok(s);
-      const answer = firstPacket(s);
+      const answer = nextPacket(s);
       s.write(packets.dialRequest(target.address, 7n, 'tcp'));
       const rsp = await answer;
       assert.equal(rsp.type, PacketType.DIAL_RSP);
