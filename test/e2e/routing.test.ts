@@ -32,29 +32,41 @@ async function idThrough(cluster: Cluster, address: string): Promise<string> {
 
 const READY_AGENTS = 'konnectivity_network_proxy_server_ready_backend_connections';
 
+/**
+ * A server with these --proxy-strategies and one agent per entry (agent ID → its
+ * --agent-identifiers), once every agent is connected.
+ */
+async function routedCluster(
+  mode: 'grpc' | 'http-connect',
+  strategies: string,
+  identifiers: Record<string, string>,
+): Promise<{ cluster: Cluster; agents: Record<string, Proc> }> {
+  const cluster = await startCluster(mode, 'uds', {
+    agents: 0,
+    serverArgs: [`--proxy-strategies=${strategies}`],
+  });
+  const agents: Record<string, Proc> = {};
+  for (const [id, ids] of Object.entries(identifiers)) {
+    agents[id] = await cluster.startAgent([`--agent-id=${id}`, `--agent-identifiers=${ids}`]);
+  }
+  await waitMetric(cluster.server.adminPort, READY_AGENTS, Object.keys(identifiers).length);
+  return { cluster, agents };
+}
+
 describe('destHost routing', () => {
   let cluster: Cluster;
-  const agents: Record<string, Proc> = {};
+  let agents: Record<string, Proc> = {};
   const targets: Record<string, LabTarget> = {};
   before(async () => {
     targets.localhost = await new LabTarget('t-localhost').start('127.0.0.1');
     targets.ipv4 = await new LabTarget('t-ipv4').start('127.0.0.2');
     targets.cidr = await new LabTarget('t-cidr').start('127.0.1.5');
     targets.other = await new LabTarget('t-other').start('127.0.0.9');
-    cluster = await startCluster('grpc', 'uds', {
-      agents: 0,
-      serverArgs: ['--proxy-strategies=destHost,default'],
-    });
-    agents.host = await cluster.startAgent(['--agent-id=agent-host', '--agent-identifiers=host=localhost']);
-    agents.ipv4 = await cluster.startAgent([
-      '--agent-id=agent-ipv4',
-      '--agent-identifiers=ipv4=127.0.0.2&host=node-b',
-    ]);
-    agents.cidr = await cluster.startAgent([
-      '--agent-id=agent-cidr',
-      '--agent-identifiers=cidr=127.0.1.0/24',
-    ]);
-    await waitMetric(cluster.server.adminPort, READY_AGENTS, 3);
+    ({ cluster, agents } = await routedCluster('grpc', 'destHost,default', {
+      'agent-host': 'host=localhost',
+      'agent-ipv4': 'ipv4=127.0.0.2&host=node-b',
+      'agent-cidr': 'cidr=127.0.1.0/24',
+    }));
   });
   after(async () => {
     await cluster.stop();
@@ -75,17 +87,14 @@ describe('destHost routing', () => {
       for (const name of Object.keys(agents)) {
         assert.equal(
           (after[name] ?? 0) - (before[name] ?? 0),
-          name === agent ? 5 : 0,
+          name === `agent-${agent}` ? 5 : 0,
           `dials by agent ${name}`,
         );
       }
-      const audited = cluster.server.proc.lines.filter((l) => l.audit === 'dial' && l.address === address(t));
-      await waitFor(
-        'audit lines',
-        () =>
-          cluster.server.proc.lines.filter((l) => l.audit === 'dial' && l.address === address(t)).length >=
-            5 || undefined,
-      );
+      const audited = await waitFor('five audit lines', () => {
+        const lines = cluster.server.proc.lines.filter((l) => l.audit === 'dial' && l.address === address(t));
+        return lines.length >= 5 ? lines : undefined;
+      });
       for (const l of audited) assert.equal(l.agentID, `agent-${agent}`);
     });
   }
@@ -129,16 +138,13 @@ describe('destHost routing', () => {
 describe('destHost alone, and agents sharing an identifier', () => {
   let cluster: Cluster;
   let target: LabTarget;
-  const agents: Record<string, Proc> = {};
+  let agents: Record<string, Proc> = {};
   before(async () => {
     target = await new LabTarget('shared').start('127.0.0.3');
-    cluster = await startCluster('http-connect', 'uds', {
-      agents: 0,
-      serverArgs: ['--proxy-strategies=destHost'],
-    });
-    agents.a = await cluster.startAgent(['--agent-id=twin-a', '--agent-identifiers=ipv4=127.0.0.3']);
-    agents.b = await cluster.startAgent(['--agent-id=twin-b', '--agent-identifiers=ipv4=127.0.0.3']);
-    await waitMetric(cluster.server.adminPort, READY_AGENTS, 2);
+    ({ cluster, agents } = await routedCluster('http-connect', 'destHost', {
+      'twin-a': 'ipv4=127.0.0.3',
+      'twin-b': 'ipv4=127.0.0.3',
+    }));
   });
   after(async () => {
     await cluster.stop();
@@ -168,27 +174,21 @@ describe('destHost alone, and agents sharing an identifier', () => {
     }
     const after = await dialsBy(agents);
     for (const s of open) s.destroy();
-    assert.equal((after.a ?? 0) - (before.a ?? 0), 5);
-    assert.equal((after.b ?? 0) - (before.b ?? 0), 5);
+    assert.equal((after['twin-a'] ?? 0) - (before['twin-a'] ?? 0), 5);
+    assert.equal((after['twin-b'] ?? 0) - (before['twin-b'] ?? 0), 5);
   });
 });
 
 describe('defaultRoute', () => {
   let cluster: Cluster;
   let target: LabTarget;
-  const agents: Record<string, Proc> = {};
+  let agents: Record<string, Proc> = {};
   before(async () => {
     target = await new LabTarget('anywhere').start();
-    cluster = await startCluster('grpc', 'uds', {
-      agents: 0,
-      serverArgs: ['--proxy-strategies=destHost,defaultRoute'],
-    });
-    agents.plain = await cluster.startAgent(['--agent-id=plain', '--agent-identifiers=host=node-p']);
-    agents.gateway = await cluster.startAgent([
-      '--agent-id=gateway',
-      '--agent-identifiers=default-route=true',
-    ]);
-    await waitMetric(cluster.server.adminPort, READY_AGENTS, 2);
+    ({ cluster, agents } = await routedCluster('grpc', 'destHost,defaultRoute', {
+      plain: 'host=node-p',
+      gateway: 'default-route=true',
+    }));
   });
   after(async () => {
     await cluster.stop();
