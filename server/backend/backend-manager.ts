@@ -16,6 +16,8 @@ export class BackendManager {
   private readonly byHost = new Map<string, Set<Backend>>();
   private readonly withCidrs = new Set<Backend>();
   private readonly defaultRoute = new Set<Backend>();
+  /** Agents that sent DRAIN, so readiness and the gauge need no scan of every agent. */
+  private readonly draining = new Set<Backend>();
 
   constructor(
     private readonly metrics: ServerMetrics,
@@ -45,6 +47,7 @@ export class BackendManager {
     }
     this.withCidrs.delete(backend);
     this.defaultRoute.delete(backend);
+    this.draining.delete(backend);
     this.updateGauges();
   }
 
@@ -52,6 +55,7 @@ export class BackendManager {
   setDraining(backend: Backend): void {
     if (backend.draining) return;
     backend.draining = true;
+    if (this.backends.has(backend)) this.draining.add(backend);
     this.updateGauges();
   }
 
@@ -103,9 +107,7 @@ export class BackendManager {
 
   /** Agents that may get a new dial (connected, not draining). */
   get readyCount(): number {
-    let n = 0;
-    for (const b of this.backends) if (!b.draining) n++;
-    return n;
+    return this.backends.size - this.draining.size;
   }
 
   list(): Backend[] {
@@ -114,7 +116,7 @@ export class BackendManager {
 
   private updateGauges(): void {
     this.metrics.readyBackends.set(this.backends.size);
-    this.metrics.drainingBackends.set(this.backends.size - this.readyCount);
+    this.metrics.drainingBackends.set(this.draining.size);
   }
 }
 
