@@ -139,11 +139,14 @@ export function encodePacket(p: Packet): Buffer {
   }
 }
 
-/** Allocates type field + payload tag + payload length; returns where the payload starts. */
-function header(type: number, inner: number): { buf: Buffer; pos: number } {
+/**
+ * Allocates type field + payload tag + payload length; returns where the payload starts.
+ * `room` bytes are left free in front (for the gRPC message prefix, see encodeFramedPacket).
+ */
+function header(type: number, inner: number, room = 0): { buf: Buffer; pos: number } {
   const typeSize = type === 0 ? 0 : 2;
-  const buf = Buffer.allocUnsafe(typeSize + 1 + smallVarintSize(inner) + inner);
-  let pos = 0;
+  const buf = Buffer.allocUnsafe(room + typeSize + 1 + smallVarintSize(inner) + inner);
+  let pos = room;
   if (type !== 0) {
     buf[pos++] = 0x08;
     buf[pos++] = type;
@@ -153,14 +156,14 @@ function header(type: number, inner: number): { buf: Buffer; pos: number } {
   return { buf, pos };
 }
 
-function encodeData(p: DataPacket): Buffer {
+function encodeData(p: DataPacket, room = 0): Buffer {
   const errLen = p.error.length === 0 ? 0 : Buffer.byteLength(p.error, 'utf8');
   const dataLen = p.data.length;
   const inner =
     int64FieldSize(p.connectID) +
     stringFieldSize(errLen) +
     (dataLen === 0 ? 0 : 1 + smallVarintSize(dataLen) + dataLen);
-  const h = header(PacketType.DATA, inner);
+  const h = header(PacketType.DATA, inner, room);
   const buf = h.buf;
   let pos = writeInt64Field(buf, h.pos, 1, p.connectID);
   pos = writeStringField(buf, pos, 2, p.error, errLen);
@@ -191,6 +194,27 @@ function encodeDialResponse(p: DialResponsePacket): Buffer {
   pos = writeInt64Field(h.buf, pos, 2, p.connectID);
   writeInt64Field(h.buf, pos, 3, p.random);
   return h.buf;
+}
+
+/** gRPC's message prefix: a compressed flag (0) and the big-endian message length. */
+export const GRPC_PREFIX_BYTES = 5;
+
+/**
+ * A packet as one gRPC length-prefixed message, for our own HTTP/2 gRPC peers. DATA is
+ * encoded straight behind the prefix (the hot path: no second copy of the payload).
+ */
+export function encodeFramedPacket(p: Packet): Buffer {
+  let buf: Buffer;
+  if (p.type === PacketType.DATA) {
+    buf = encodeData(p, GRPC_PREFIX_BYTES);
+  } else {
+    const body = encodePacket(p);
+    buf = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + body.length);
+    body.copy(buf, GRPC_PREFIX_BYTES);
+  }
+  buf[0] = 0;
+  buf.writeUInt32BE(buf.length - GRPC_PREFIX_BYTES, 1);
+  return buf;
 }
 
 // ---------- decoding ----------

@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodePacket, encodePacket, PacketDecodeError } from '../../../proto/codec.js';
+import { decodePacket, encodeFramedPacket, encodePacket, PacketDecodeError } from '../../../proto/codec.js';
+import { GrpcFramingError, MessageDeframer } from '../../../proto/grpc-framing.js';
 import { PacketType, type Packet, packetTypeNames } from '../../../proto/packet.js';
 import { loadGenericCodec, type GenericPacket } from '../../../proto/generic-codec.js';
 import { loadWireVectors } from '../../support/wire-vectors.js';
@@ -174,5 +175,55 @@ describe('packet codec', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('gRPC message framing', () => {
+  it('frames a packet as the 5-byte gRPC prefix followed by exactly the codec bytes', () => {
+    fc.assert(
+      fc.property(packetArb, (p) => {
+        const body = encodePacket(p);
+        const framed = encodeFramedPacket(p);
+        assert.equal(framed[0], 0, 'not compressed');
+        assert.equal(framed.readUInt32BE(1), body.length);
+        assert.deepEqual(framed.subarray(5), body);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('splits framed packets cut at arbitrary points back into the same packets, in order', () => {
+    fc.assert(
+      fc.property(
+        fc.array(packetArb, { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (sent, cuts) => {
+          const bytes = Buffer.concat(sent.map(encodeFramedPacket));
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+          const deframer = new MessageDeframer(1 << 20);
+          const got: Packet[] = [];
+          let from = 0;
+          for (const at of [...points, bytes.length]) {
+            deframer.push(bytes.subarray(from, at), (m) => got.push(decodePacket(m)));
+            from = at;
+          }
+          assert.deepEqual(got, sent);
+          assert.equal(deframer.partialBytes, 0);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses compressed and oversized messages, and counts a message cut short', () => {
+    const none = () => assert.fail('no message expected');
+    assert.throws(() => new MessageDeframer(100).push(Buffer.from([1, 0, 0, 0, 0]), none), GrpcFramingError);
+    assert.throws(
+      () => new MessageDeframer(100).push(Buffer.from([0, 0, 0, 0, 101]), none),
+      /101 bytes exceeds the limit of 100/,
+    );
+    const d = new MessageDeframer(100);
+    d.push(Buffer.from([0, 0, 0, 0, 10, 1, 2]), none);
+    assert.equal(d.partialBytes, 7);
   });
 });
