@@ -1,6 +1,5 @@
 // The proxy-agent composition root: the client set (streams to the servers) and the health
 // and admin endpoints.
-import { credentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { createRegistry } from '../common/metrics.js';
@@ -60,19 +59,20 @@ export class ProxyAgent {
 
   constructor(private readonly config: ProxyAgentConfig) {
     this.metrics = new AgentMetrics(config.registry ?? createRegistry(true));
-    const channelOptions: ChannelOptions = {
-      'grpc.keepalive_time_ms': config.keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc-node.flow_control_window': config.windowBytes ?? 16 * 1024 * 1024,
-      'grpc.max_receive_message_length': config.maxMessageBytes ?? 4 * 1024 * 1024,
-      // Each connection attempt gets a fresh channel: never share subchannels between them.
-      'grpc.use_local_subchannel_pool': 1,
-    };
     const host = config.serverHost.includes(':') ? `[${config.serverHost}]` : config.serverHost;
     this.clients = new ClientSet({
       address: `${host}:${config.serverPort}`,
-      credentials: credentials.createSsl(config.ca ?? null, config.key ?? null, config.cert ?? null),
-      channelOptions,
+      target: {
+        host: config.serverHost,
+        port: config.serverPort,
+        tls: { ca: config.ca, cert: config.cert, key: config.key },
+      },
+      call: {
+        keepaliveTimeMs: config.keepaliveTimeMs,
+        keepaliveTimeoutMs: 10_000,
+        windowBytes: config.windowBytes ?? 16 * 1024 * 1024,
+        maxMessageBytes: config.maxMessageBytes ?? 4 * 1024 * 1024,
+      },
       agentID: config.agentID,
       agentIdentifiers: config.agentIdentifiers,
       connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,

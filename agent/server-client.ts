@@ -1,25 +1,11 @@
 // One /AgentService/Connect stream to one proxy-server: receives DIAL_REQ, DATA, CLOSE_REQ
 // and DIAL_CLS, dials targets, and multiplexes their bytes by connectID.
-import {
-  Client,
-  Metadata,
-  connectivityState,
-  type ChannelCredentials,
-  type ChannelOptions,
-  type ClientDuplexStream,
-} from '@grpc/grpc-js';
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { PacketType, packets, packetTypeName, type Packet } from '../proto/packet.js';
-import { decodePacket, encodePacket } from '../proto/codec.js';
 import { CONNECT_METHOD } from '../proto/services.js';
-import {
-  Extension,
-  HALF_CLOSE_MARKER,
-  MetadataKey,
-  metadataValue,
-  parseExtensions,
-} from '../proto/metadata.js';
+import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
+import { GrpcClientCall, headerValue, type GrpcTarget } from '../proto/grpc-client-call.js';
 import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import { StreamGate } from '../common/stream-gate.js';
@@ -39,10 +25,20 @@ const OFFERED = [Extension.halfClose, Extension.flowControl];
 /** A server that does not answer with headers in this time is treated as unreachable. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
+/** How the agent's gRPC calls to a proxy-server are made. */
+export interface CallSettings {
+  /** Receive window of the agent stream and its connection (--server-window-size). */
+  windowBytes: number;
+  maxMessageBytes: number;
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+}
+
 export interface ServerClientConfig {
+  /** host:port, for logs. */
   address: string;
-  credentials: ChannelCredentials;
-  channelOptions: ChannelOptions;
+  target: GrpcTarget;
+  call: CallSettings;
   agentID: string;
   agentIdentifiers: string;
   /** flow-control: the window we grant the server per connection. */
@@ -68,8 +64,7 @@ export class ServerClient implements StreamSender {
   serverID = '';
   private readonly pendingDials = new Map<bigint, net.Socket>();
   private nextConnectID = 1n;
-  private client: Client | undefined;
-  private stream: ClientDuplexStream<Packet, Packet> | undefined;
+  private call: GrpcClientCall | undefined;
   private gate: StreamGate | undefined;
   private closed = false;
   private closeListeners: ((reason: string) => void)[] = [];
@@ -96,23 +91,27 @@ export class ServerClient implements StreamSender {
       if (!token)
         return Promise.reject(new Error(`--service-account-token-path ${config.tokenPath} is empty`));
     }
-    const client = new Client(config.address, config.credentials, config.channelOptions);
-    this.client = client;
-    const md = new Metadata();
-    md.set(MetadataKey.agentID, config.agentID);
-    md.set(MetadataKey.agentIdentifiers, config.agentIdentifiers);
-    md.set(MetadataKey.extensions, OFFERED.join(','));
-    md.set(MetadataKey.connectionWindow, String(config.connectionWindow));
-    if (token) md.set(MetadataKey.authorization, `Bearer ${token}`);
+    const metadata: Record<string, string> = {
+      [MetadataKey.agentID]: config.agentID,
+      [MetadataKey.agentIdentifiers]: config.agentIdentifiers,
+      [MetadataKey.extensions]: OFFERED.join(','),
+      [MetadataKey.connectionWindow]: String(config.connectionWindow),
+    };
+    if (token) metadata[MetadataKey.authorization] = `Bearer ${token}`;
     this.windows.local = config.connectionWindow;
-    const stream = client.makeBidiStreamRequest<Packet, Packet>(
-      CONNECT_METHOD,
-      encodePacket,
-      decodePacket,
-      md,
-    );
-    this.stream = stream;
-    this.gate = new StreamGate(stream);
+    let call: GrpcClientCall;
+    try {
+      call = new GrpcClientCall(config.target, {
+        path: CONNECT_METHOD,
+        metadata,
+        ...config.call,
+        userAgent: 'konnectivity-ts-agent',
+      });
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.call = call;
+    this.gate = new StreamGate(call.stream);
     return new Promise<ServerIdentity>((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
@@ -125,31 +124,28 @@ export class ServerClient implements StreamSender {
         this.shutdown(err.message);
         reject(err);
       };
-      stream.on('metadata', (headers: Metadata) => {
+      call.onHeaders = (headers) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        this.serverID = metadataValue(headers, MetadataKey.serverID) ?? '';
-        const count = Number.parseInt(metadataValue(headers, MetadataKey.serverCount) ?? '1', 10);
-        const accepted = parseExtensions(metadataValue(headers, MetadataKey.extensions));
+        this.serverID = headerValue(headers, MetadataKey.serverID) ?? '';
+        const count = Number.parseInt(headerValue(headers, MetadataKey.serverCount) ?? '1', 10);
+        const accepted = parseExtensions(headerValue(headers, MetadataKey.extensions));
         this.halfClose = accepted.has(Extension.halfClose);
         this.flowControl = accepted.has(Extension.flowControl);
-        this.windows.peer = parseConnectionWindow(metadataValue(headers, MetadataKey.connectionWindow));
+        this.windows.peer = parseConnectionWindow(headerValue(headers, MetadataKey.connectionWindow));
         this.log = this.log.child({ serverID: this.serverID });
         resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
-      });
-      stream.on('data', (p: Packet) => {
+      };
+      call.onPacket = (p) => {
         this.onPacket(p);
-      });
-      stream.on('error', (err: Error) => {
-        this.config.metrics.serverFailures.labels('from_server').inc();
-        if (!settled) fail(err);
-        else this.shutdown(`stream error: ${err.message}`);
-      });
-      stream.on('end', () => {
-        if (!settled) fail(new Error('server closed the stream'));
-        else this.shutdown('server closed the stream');
-      });
+      };
+      call.onEnd = (err) => {
+        if (err) this.config.metrics.serverFailures.labels('from_server').inc();
+        const reason = err ? `stream error: ${err.message}` : 'server closed the stream';
+        if (!settled) fail(err ?? new Error(reason));
+        else this.shutdown(reason);
+      };
     });
   }
 
@@ -160,9 +156,9 @@ export class ServerClient implements StreamSender {
   // ---- StreamSender ----
 
   send(packet: Packet): boolean {
-    if (this.closed || !this.stream) return true;
+    if (this.closed || !this.call) return true;
     this.config.metrics.packet('to_server', packet.type);
-    return this.stream.write(packet);
+    return this.call.write(packet);
   }
 
   whenWritable(fn: () => void): void {
@@ -280,11 +276,9 @@ export class ServerClient implements StreamSender {
     });
   }
 
-  /** The stream is open and its connection is READY or IDLE (not failing or shut down). */
+  /** The stream is open and its connection neither closing nor failed (keepalive included). */
   healthy(): boolean {
-    if (this.closed || !this.client) return false;
-    const state = this.client.getChannel().getConnectivityState(false);
-    return state === connectivityState.READY || state === connectivityState.IDLE;
+    return !this.closed && this.call?.open === true;
   }
 
   /** Tells the server this agent is going away: it sends no new dials here (DRAIN). */
@@ -301,8 +295,7 @@ export class ServerClient implements StreamSender {
     for (const socket of this.pendingDials.values()) socket.destroy();
     this.pendingDials.clear();
     for (const conn of [...this.connections.values()]) conn.closeFromServer(reason);
-    this.stream?.cancel();
-    this.client?.close();
+    this.call?.cancel();
     this.gate?.close();
     for (const l of this.closeListeners) l(reason);
   }
