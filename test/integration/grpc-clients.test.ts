@@ -1,16 +1,20 @@
-// The dialer speaks gRPC over node:http2 itself: check it against grpc-js, an independent gRPC
-// implementation, playing the proxy-server: data both ways, statuses in trailers and in a
-// trailers-only answer, and a peer that is not gRPC at all.
+// Our gRPC clients (the dialer's and the agent's) speak gRPC over node:http2 themselves: check
+// them against grpc-js, an independent gRPC implementation, playing the proxy-server: data
+// both ways, statuses in trailers and in a trailers-only answer, a peer that is not gRPC at
+// all, and keepalive against a server that stops answering.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { dial, TunnelError } from '../../ccm-integration/dialer/index.js';
-import { proxyServiceDefinition } from '../../proto/services.js';
+import { PROXY_METHOD, proxyServiceDefinition } from '../../proto/services.js';
+import { GrpcClientCall } from '../../proto/grpc-client-call.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
+import { within } from '../support/wait.js';
 import { deterministicChunks, hashOf, readAllHash, writeAll } from '../support/targets.js';
 
 type Call = ServerDuplexStream<Packet, Packet>;
@@ -87,5 +91,49 @@ describe('gRPC dialer against grpc-js', () => {
   it('fails clearly against an HTTP/2 server that is not gRPC, and on a missing socket', async () => {
     await assert.rejects(dial({ protocol: 'grpc', uds: plainSock }, 'echo:1'), /HTTP 404/);
     await assert.rejects(dial({ protocol: 'grpc', uds: join(dir, 'missing.sock') }, 'echo:1'), /ENOENT/);
+  });
+
+  it('gives up on a connection whose server stops answering keepalive pings', async () => {
+    // A Unix-socket relay to the grpc-js server that can be frozen: bytes stop moving both ways.
+    let frozen = false;
+    const relaySock = join(dir, 'relay.sock');
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(grpcSock);
+      inbound.on('data', (d) => frozen || outbound.write(d));
+      outbound.on('data', (d) => frozen || inbound.write(d));
+      inbound.on('error', () => outbound.destroy());
+      outbound.on('error', () => inbound.destroy());
+      inbound.on('close', () => outbound.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(relaySock, resolve));
+    try {
+      const call = new GrpcClientCall(
+        { uds: relaySock },
+        {
+          path: PROXY_METHOD,
+          metadata: {},
+          windowBytes: 65_535,
+          maxMessageBytes: 1024,
+          userAgent: 'test',
+          keepaliveTimeMs: 100,
+          keepaliveTimeoutMs: 1000,
+        },
+      );
+      const ended = new Promise<Error | null>((resolve) => (call.onEnd = resolve));
+      await new Promise<void>((resolve) => call.session.once('connect', () => resolve()));
+      // Pings are answered while the relay moves bytes: the call stays open over several rounds.
+      for (let pongs = 0; pongs < 3; pongs++) {
+        await new Promise<void>((resolve, reject) =>
+          call.session.ping((err) => (err ? reject(err) : resolve())),
+        );
+      }
+      assert.equal(call.open, true);
+      frozen = true;
+      const err = await within(ended, 10_000, 'the call to give up');
+      assert.match(String(err?.message), /keepalive ping not answered within 1000ms/);
+      assert.equal(call.open, false);
+    } finally {
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+    }
   });
 });
