@@ -174,11 +174,16 @@ export class GrpcClientCall {
 
   private startKeepalive(intervalMs: number, timeoutMs = 20_000): void {
     this.keepalive = setInterval(() => {
+      // 'close' comes a tick after destroy(): a ping in between would throw.
+      if (this.session.destroyed || this.session.closed) {
+        clearInterval(this.keepalive);
+        return;
+      }
       const timer = setTimeout(() => {
+        clearInterval(this.keepalive);
         this.session.destroy(new Error(`keepalive ping not answered within ${timeoutMs}ms`));
       }, timeoutMs);
-      const sent = this.session.ping(() => clearTimeout(timer));
-      if (!sent) clearTimeout(timer);
+      if (!this.session.ping(() => clearTimeout(timer))) clearTimeout(timer);
     }, intervalMs);
     this.keepalive.unref();
   }
