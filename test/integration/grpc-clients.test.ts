@@ -14,7 +14,7 @@ import { dial, TunnelError } from '../../ccm-integration/dialer/index.js';
 import { PROXY_METHOD, proxyServiceDefinition } from '../../proto/services.js';
 import { GrpcClientCall } from '../../proto/grpc-client-call.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
-import { within } from '../support/wait.js';
+import { waitFor, within } from '../support/wait.js';
 import { deterministicChunks, hashOf, readAllHash, writeAll } from '../support/targets.js';
 
 type Call = ServerDuplexStream<Packet, Packet>;
@@ -91,6 +91,28 @@ describe('gRPC dialer against grpc-js', () => {
   it('fails clearly against an HTTP/2 server that is not gRPC, and on a missing socket', async () => {
     await assert.rejects(dial({ protocol: 'grpc', uds: plainSock }, 'echo:1'), /HTTP 404/);
     await assert.rejects(dial({ protocol: 'grpc', uds: join(dir, 'missing.sock') }, 'echo:1'), /ENOENT/);
+  });
+
+  it('opens its connection with the receive windows asked for, for the stream and the connection', async () => {
+    const window = 8 * 1024 * 1024;
+    const call = new GrpcClientCall(
+      { uds: grpcSock },
+      { path: PROXY_METHOD, metadata: {}, windowBytes: window, maxMessageBytes: 1024, userAgent: 'test' },
+    );
+    call.onEnd = () => undefined;
+    try {
+      await new Promise<void>((resolve) => call.session.once('connect', () => resolve()));
+      await waitFor('SETTINGS acknowledged', () => !call.session.pendingSettingsAck);
+      assert.equal(call.session.localSettings.initialWindowSize, window);
+      // A round trip, so that the connection-level WINDOW_UPDATE has been applied.
+      await new Promise<void>((resolve) => call.session.ping(() => resolve()));
+      assert.ok(
+        (call.session.state.effectiveLocalWindowSize ?? 0) >= window,
+        `connection window ${String(call.session.state.effectiveLocalWindowSize)}`,
+      );
+    } finally {
+      call.cancel();
+    }
   });
 
   it('gives up on a connection whose server stops answering keepalive pings', async () => {
