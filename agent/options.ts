@@ -110,8 +110,7 @@ export const agentFlags = {
   'alpn-proto': {
     kind: 'stringSlice',
     default: [],
-    help: '',
-    notImplemented: 'grpc-js does not expose ALPN',
+    help: 'additional ALPN protocols offered (before h2) when connecting to the server, to tell proxy connections apart from others to the same address',
   },
   'count-server-leases': {
     kind: 'bool',
@@ -227,6 +226,7 @@ export function agentConfigFromFlags(
     connectionWindowBytes: v['connection-window-size'],
     tokenPath: v['service-account-token-path'] || undefined,
     maxMessageBytes: v['max-grpc-message-size'],
+    alpnProtocols: v['alpn-proto'],
     drainTimeoutMs: v['drain-timeout'],
     leaseCounting: v['count-server-leases']
       ? {

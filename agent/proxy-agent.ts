@@ -33,6 +33,8 @@ export interface ProxyAgentConfig {
   tokenPath?: string | undefined;
   /** Largest gRPC message accepted from a server; default 4 MiB. */
   maxMessageBytes?: number;
+  /** --alpn-proto: ALPN protocols offered before h2. */
+  alpnProtocols?: string[];
   /** Which targets may be dialed; undefined: any. */
   destinationPolicy?: DestinationPolicy;
   /** --count-server-leases: where the server Leases are. */
@@ -65,7 +67,7 @@ export class ProxyAgent {
       target: {
         host: config.serverHost,
         port: config.serverPort,
-        tls: { ca: config.ca, cert: config.cert, key: config.key },
+        tls: { ca: config.ca, cert: config.cert, key: config.key, alpnProtocols: config.alpnProtocols },
       },
       call: {
         keepaliveTimeMs: config.keepaliveTimeMs,

@@ -5,6 +5,7 @@
 // and copies every message twice more (reassembly and the 5-byte prefix) on the data path.
 import http2 from 'node:http2';
 import net from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { resolve as resolvePath } from 'node:path';
 import type { Packet } from './packet.js';
 import { decodePacket, encodeFramedPacket } from './codec.js';
@@ -54,6 +55,8 @@ export interface GrpcTarget {
         key?: Buffer | undefined;
         /** Name to verify in the server certificate (default: host). */
         servername?: string | undefined;
+        /** ALPN protocols offered before h2 (the agent's --alpn-proto, as upstream). */
+        alpnProtocols?: string[] | undefined;
       }
     | undefined;
 }
@@ -92,12 +95,27 @@ function connect(target: GrpcTarget, windowBytes: number): http2.ClientHttp2Sess
   const { tls, port } = target;
   if (!tls || port === undefined) throw new Error('a TCP gRPC target needs host, port and tls');
   const host = target.host ?? '127.0.0.1';
-  return http2.connect(`https://${host.includes(':') ? `[${host}]` : host}:${port}`, {
-    settings,
+  const secure = {
     ...(tls.ca ? { ca: tls.ca } : {}),
     ...(tls.cert ? { cert: tls.cert } : {}),
     ...(tls.key ? { key: tls.key } : {}),
     ...(tls.servername ? { servername: tls.servername } : {}),
+  };
+  const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const alpn = tls.alpnProtocols ?? [];
+  if (alpn.length === 0) return http2.connect(url, { settings, ...secure });
+  // http2.connect always offers just h2: extra protocols need a socket of our own.
+  const ALPNProtocols = alpn.includes('h2') ? alpn : [...alpn, 'h2'];
+  return http2.connect(url, {
+    settings,
+    createConnection: () =>
+      tlsConnect({
+        host,
+        port,
+        ...secure,
+        ...(secure.servername || net.isIP(host) ? {} : { servername: host }),
+        ALPNProtocols,
+      }),
   });
 }
 

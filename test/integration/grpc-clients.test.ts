@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
@@ -15,6 +15,7 @@ import { PROXY_METHOD, proxyServiceDefinition } from '../../proto/services.js';
 import { GrpcClientCall } from '../../proto/grpc-client-call.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { waitFor, within } from '../support/wait.js';
+import { testPki } from '../support/pki.js';
 import { deterministicChunks, hashOf, readAllHash, writeAll } from '../support/targets.js';
 
 type Call = ServerDuplexStream<Packet, Packet>;
@@ -112,6 +113,51 @@ describe('gRPC dialer against grpc-js', () => {
       );
     } finally {
       call.cancel();
+    }
+  });
+
+  it('offers the extra ALPN protocols before h2 over TLS, and verifies the server certificate', async () => {
+    const pki = await testPki();
+    let offered: string[] = [];
+    const tlsServer = http2.createSecureServer({
+      key: readFileSync(pki.files.serverKey),
+      cert: readFileSync(pki.files.serverCert),
+      ALPNCallback: ({ protocols }) => {
+        offered = protocols;
+        return 'h2';
+      },
+    });
+    await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+    const port = (tlsServer.address() as net.AddressInfo).port;
+    const options = {
+      path: PROXY_METHOD,
+      metadata: {},
+      windowBytes: 65_535,
+      maxMessageBytes: 1024,
+      userAgent: 't',
+    };
+    try {
+      const call = new GrpcClientCall(
+        { host: '127.0.0.1', port, tls: { ca: readFileSync(pki.files.ca), alpnProtocols: ['konnectivity'] } },
+        options,
+      );
+      call.onEnd = () => undefined;
+      await new Promise<void>((resolve) => call.session.once('connect', () => resolve()));
+      assert.deepEqual(offered, ['konnectivity', 'h2']);
+      call.cancel();
+      // A CA that did not sign the server's certificate: refused, with the ALPN path too.
+      const untrusted = new GrpcClientCall(
+        { host: '127.0.0.1', port, tls: { ca: readFileSync(pki.files.serverCert), alpnProtocols: ['x'] } },
+        options,
+      );
+      const err = await within(
+        new Promise<Error | null>((resolve) => (untrusted.onEnd = resolve)),
+        10_000,
+        'refusal',
+      );
+      assert.match(String(err?.message), /certificate/i);
+    } finally {
+      await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
     }
   });
 
