@@ -37,7 +37,13 @@ export function dialGrpc(
   address: string,
   options: DialOptions = {},
 ): Promise<Duplex> {
-  const call = proxyCall(frontend, options.halfClose ?? true);
+  let call: GrpcClientCall;
+  try {
+    call = proxyCall(frontend, options.halfClose ?? true);
+  } catch (err) {
+    // Bad TLS material or a header value http2 refuses: a rejected dial, not a throw.
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
   const random = random63();
   let halfClose = false;
   return new Promise<Duplex>((resolve, reject) => {
@@ -66,7 +72,7 @@ export function dialGrpc(
       halfClose = parseExtensions(headerValue(headers, MetadataKey.extensions)).has(Extension.halfClose);
     };
     call.onPacket = (p) => {
-      if (p.type !== PacketType.DIAL_RSP || p.random !== random) return;
+      if (settled || p.type !== PacketType.DIAL_RSP || p.random !== random) return;
       if (p.error) {
         fail(dialResponseError(p.error));
         return;
