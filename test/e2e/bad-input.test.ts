@@ -5,19 +5,15 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@grpc/grpc-js';
-import { dial } from '../../ccm-integration/dialer/index.js';
 import { PacketType, packets } from '../../proto/packet.js';
 import { frontendClient, nextPacket, proxyStream } from '../support/proxy-client.js';
 import { startPair, type Cluster } from '../support/cluster.js';
-import { LabTarget, readAll } from '../support/targets.js';
+import { askLabId, LabTarget } from '../support/targets.js';
 import { agentArgs, metric, spawnBin } from '../support/processes.js';
 import { rawExchange } from '../support/raw.js';
 
 async function stillServes(cluster: Cluster, target: LabTarget): Promise<void> {
-  const sock = await dial(cluster.frontend, target.address);
-  const reply = readAll(sock);
-  sock.write('id\n');
-  assert.equal((await reply).toString(), 'lab\n');
+  assert.equal(await askLabId(cluster.frontend, target.address), 'lab\n');
 }
 
 describe('bad input', () => {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
-import { LabTarget, deterministicChunks, hashOf, readAll } from '../support/targets.js';
+import { askLabId, LabTarget, deterministicChunks, hashOf } from '../support/targets.js';
 import { httpGet, metric, type Proc, waitMetric } from '../support/processes.js';
 import { waitFor, within } from '../support/wait.js';
 
@@ -66,10 +66,7 @@ describe('agent drain on SIGTERM', () => {
     // New dials all go to the agent that is not draining.
     const before = await metric(otherPort, DIALS);
     for (let i = 0; i < 5; i++) {
-      const s = await dial(cluster.frontend, target.address);
-      const back = readAll(s);
-      s.end('id\n');
-      assert.equal((await back).toString(), 'lab\n');
+      assert.equal(await askLabId(cluster.frontend, target.address), 'lab\n');
     }
     assert.equal((await metric(otherPort, DIALS)) - before, 5);
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { dial, TunnelError, ErrorCode } from '../../ccm-integration/dialer/index.js';
 import { startCluster, startPair, type Cluster } from '../support/cluster.js';
-import { LabTarget, closedPort, readAll } from '../support/targets.js';
+import { askLabId, LabTarget, closedPort, readAll } from '../support/targets.js';
 import { metric, startServer, waitReady } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 import { rawExchange } from '../support/raw.js';
@@ -81,10 +81,7 @@ describe('failures', () => {
     assert.equal(await metric(admin, 'konnectivity_network_proxy_server_ready_backend_connections'), 0);
     await connect.startAgent();
     await waitReady(connect.server);
-    const again = await dial(connect.frontend, target.address);
-    const reply = readAll(again);
-    again.write('id\n');
-    assert.equal((await reply).toString(), 'lab\n');
+    assert.equal(await askLabId(connect.frontend, target.address), 'lab\n');
   });
 
   it('the agent reconnects within its backoff cap after the server restarts', async () => {
@@ -93,10 +90,7 @@ describe('failures', () => {
     grpc.server = await startServer([...grpc.serverArgs, `--agent-port=${old.agentPort}`]);
     // --sync-interval-cap=1s in the test agents: a few caps at most, on a loaded machine.
     await waitReady(grpc.server, 15_000);
-    const sock = await dial(grpc.frontend, target.address);
-    const reply = readAll(sock);
-    sock.write('id\n');
-    assert.equal((await reply).toString(), 'lab\n');
+    assert.equal(await askLabId(grpc.frontend, target.address), 'lab\n');
   });
 });
 

@@ -8,11 +8,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http2 from 'node:http2';
 import fc from 'fast-check';
-import { dial } from '../../ccm-integration/dialer/index.js';
 import { frameArb, grpcStream, sendSplit } from '../support/fuzz-inputs.js';
 import { CONNECT_METHOD, PROXY_METHOD } from '../../proto/services.js';
 import { startPair, type Cluster } from '../support/cluster.js';
-import { LabTarget, closedPort, readAll } from '../support/targets.js';
+import { askLabId, LabTarget, closedPort } from '../support/targets.js';
 import { metric } from '../support/processes.js';
 import { rawExchange } from '../support/raw.js';
 import { waitFor } from '../support/wait.js';
@@ -54,10 +53,7 @@ describe('bounded fuzz against live servers', () => {
   }
 
   async function stillServes(c: Cluster): Promise<void> {
-    const sock = await dial(c.frontend, target.address);
-    const back = readAll(sock);
-    sock.end('id\n');
-    assert.equal((await back).toString(), 'lab\n');
+    assert.equal(await askLabId(c.frontend, target.address), 'lab\n');
   }
 
   it('HTTP CONNECT frontend: random and mutated request heads, split at random points', async () => {

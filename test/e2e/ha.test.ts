@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { dial, type FrontendAddress } from '../../ccm-integration/dialer/index.js';
+import { type FrontendAddress } from '../../ccm-integration/dialer/index.js';
 import { testPki, type TestPki } from '../support/pki.js';
 import {
   agentArgs,
@@ -15,7 +15,7 @@ import {
   type ServerInfo,
 } from '../support/processes.js';
 import { TcpBalancer } from '../support/tcp-balancer.js';
-import { LabTarget, readAll } from '../support/targets.js';
+import { askLabId, LabTarget } from '../support/targets.js';
 import { waitFor } from '../support/wait.js';
 
 const AGENTS_ON_SERVER = 'konnectivity_network_proxy_server_ready_backend_connections';
@@ -41,12 +41,7 @@ describe('three servers behind a load balancer', () => {
   const frontend = (i: number): FrontendAddress => ({ protocol: 'grpc', uds: uds(i) });
   const healthPort = (a: Proc) => a.find('proxy-agent started')?.healthPort as number;
 
-  async function idThrough(i: number): Promise<string> {
-    const sock = await dial(frontend(i), target.address);
-    const back = readAll(sock);
-    sock.end('id\n');
-    return (await back).toString();
-  }
+  const idThrough = (i: number): Promise<string> => askLabId(frontend(i), target.address);
 
   async function settled(live: number[]): Promise<void> {
     await waitFor(

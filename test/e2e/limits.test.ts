@@ -7,8 +7,7 @@ import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { frontendClient, nextPacket, proxyStream } from '../support/proxy-client.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { connectScriptedAgent, type ScriptedAgent } from '../support/scripted-agent.js';
-import { LabTarget, readAll } from '../support/targets.js';
-import { dial } from '../../ccm-integration/dialer/index.js';
+import { askLabId, LabTarget } from '../support/targets.js';
 import { metric, waitMetric } from '../support/processes.js';
 import { waitFor, within } from '../support/wait.js';
 import { rawExchange } from '../support/raw.js';
@@ -203,10 +202,7 @@ describe('limits (grpc frontend, real agent)', () => {
   });
 
   it('writes one audit line per dial: frontend, target, agent, result, duration, bytes each way', async () => {
-    const sock = await dial(cluster.frontend, target.address);
-    const back = readAll(sock);
-    sock.end('id\n');
-    assert.equal((await back).toString(), 'lab\n');
+    assert.equal(await askLabId(cluster.frontend, target.address), 'lab\n');
     const line = await waitFor('audit line', () =>
       cluster.server.proc.lines.find(
         (l) =>

@@ -4,10 +4,9 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dial } from '../../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi } from '../support/fake-kube-api.js';
-import { LabTarget, readAll } from '../support/targets.js';
+import { askLabId, LabTarget } from '../support/targets.js';
 import { metric, spawnBin, startServer, type Proc, waitMetric } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 
@@ -87,10 +86,7 @@ describe('agent token authentication', () => {
       1,
       'positive result cached',
     );
-    const sock = await dial(cluster.frontend, target.address);
-    const back = readAll(sock);
-    sock.end('id\n');
-    assert.equal((await back).toString(), 'lab\n');
+    assert.equal(await askLabId(cluster.frontend, target.address), 'lab\n');
   });
 
   for (const [name, token, reason] of [

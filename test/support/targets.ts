@@ -4,6 +4,7 @@ import net from 'node:net';
 import { createCipheriv, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { dial, type FrontendAddress } from '../../ccm-integration/dialer/index.js';
 
 const CHUNK = 64 * 1024;
 const ZEROS = Buffer.alloc(CHUNK);
@@ -191,4 +192,12 @@ export async function closedPort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/** Dials the lab target at `address` through `frontend` and returns its answer to "id". */
+export async function askLabId(frontend: FrontendAddress, address: string): Promise<string> {
+  const sock = await dial(frontend, address);
+  const back = readAll(sock);
+  sock.end('id\n');
+  return (await back).toString();
 }
