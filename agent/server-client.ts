@@ -5,7 +5,12 @@ import { readFileSync } from 'node:fs';
 import { PacketType, packets, packetTypeName, type Packet } from '../proto/packet.js';
 import { CONNECT_METHOD } from '../proto/services.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
-import { GrpcClientCall, headerValue, type GrpcTarget } from '../proto/grpc-client-call.js';
+import {
+  GrpcClientCall,
+  headerValue,
+  type GrpcCallOptions,
+  type GrpcTarget,
+} from '../proto/grpc-client-call.js';
 import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import { StreamGate } from '../common/stream-gate.js';
@@ -25,14 +30,10 @@ const OFFERED = [Extension.halfClose, Extension.flowControl];
 /** A server that does not answer with headers in this time is treated as unreachable. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
-/** How the agent's gRPC calls to a proxy-server are made. */
-export interface CallSettings {
-  /** Receive window of the agent stream and its connection (--server-window-size). */
-  windowBytes: number;
-  maxMessageBytes: number;
-  keepaliveTimeMs: number;
-  keepaliveTimeoutMs: number;
-}
+/** How the agent's gRPC calls to a proxy-server are made (windowBytes: --server-window-size). */
+export type CallSettings = Required<
+  Pick<GrpcCallOptions, 'windowBytes' | 'maxMessageBytes' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs'>
+>;
 
 export interface ServerClientConfig {
   /** host:port, for logs. */

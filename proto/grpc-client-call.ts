@@ -70,8 +70,8 @@ export interface GrpcCallOptions {
   maxMessageBytes: number;
   userAgent: string;
   /** Ping the server this often and give up on the connection when it does not answer. */
-  keepaliveTimeMs?: number | undefined;
-  keepaliveTimeoutMs?: number | undefined;
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
 }
 
 export function headerValue(headers: http2.IncomingHttpHeaders, name: string): string | undefined {

@@ -20,6 +20,19 @@ import { deterministicChunks, hashOf, readAllHash, writeAll } from '../support/t
 
 type Call = ServerDuplexStream<Packet, Packet>;
 
+/** Options of a bare GrpcClientCall; each test overrides what it is about. */
+const CALL_OPTIONS = {
+  path: PROXY_METHOD,
+  metadata: {},
+  windowBytes: 65_535,
+  maxMessageBytes: 1024,
+  userAgent: 'test',
+};
+
+function connected(call: GrpcClientCall): Promise<void> {
+  return new Promise((resolve) => call.session.once('connect', () => resolve()));
+}
+
 /** What the fake proxy does with a DIAL_REQ to each address. */
 function fakeProxy(call: Call): void {
   const connectID = 42n;
@@ -96,13 +109,10 @@ describe('gRPC dialer against grpc-js', () => {
 
   it('opens its connection with the receive windows asked for, for the stream and the connection', async () => {
     const window = 8 * 1024 * 1024;
-    const call = new GrpcClientCall(
-      { uds: grpcSock },
-      { path: PROXY_METHOD, metadata: {}, windowBytes: window, maxMessageBytes: 1024, userAgent: 'test' },
-    );
+    const call = new GrpcClientCall({ uds: grpcSock }, { ...CALL_OPTIONS, windowBytes: window });
     call.onEnd = () => undefined;
     try {
-      await new Promise<void>((resolve) => call.session.once('connect', () => resolve()));
+      await connected(call);
       await waitFor('SETTINGS acknowledged', () => !call.session.pendingSettingsAck);
       assert.equal(call.session.localSettings.initialWindowSize, window);
       // A round trip, so that the connection-level WINDOW_UPDATE has been applied.
@@ -129,26 +139,19 @@ describe('gRPC dialer against grpc-js', () => {
     });
     await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
     const port = (tlsServer.address() as net.AddressInfo).port;
-    const options = {
-      path: PROXY_METHOD,
-      metadata: {},
-      windowBytes: 65_535,
-      maxMessageBytes: 1024,
-      userAgent: 't',
-    };
     try {
       const call = new GrpcClientCall(
         { host: '127.0.0.1', port, tls: { ca: readFileSync(pki.files.ca), alpnProtocols: ['konnectivity'] } },
-        options,
+        CALL_OPTIONS,
       );
       call.onEnd = () => undefined;
-      await new Promise<void>((resolve) => call.session.once('connect', () => resolve()));
+      await connected(call);
       assert.deepEqual(offered, ['konnectivity', 'h2']);
       call.cancel();
       // A CA that did not sign the server's certificate: refused, with the ALPN path too.
       const untrusted = new GrpcClientCall(
         { host: '127.0.0.1', port, tls: { ca: readFileSync(pki.files.serverCert), alpnProtocols: ['x'] } },
-        options,
+        CALL_OPTIONS,
       );
       const err = await within(
         new Promise<Error | null>((resolve) => (untrusted.onEnd = resolve)),
@@ -177,18 +180,10 @@ describe('gRPC dialer against grpc-js', () => {
     try {
       const call = new GrpcClientCall(
         { uds: relaySock },
-        {
-          path: PROXY_METHOD,
-          metadata: {},
-          windowBytes: 65_535,
-          maxMessageBytes: 1024,
-          userAgent: 'test',
-          keepaliveTimeMs: 100,
-          keepaliveTimeoutMs: 1000,
-        },
+        { ...CALL_OPTIONS, keepaliveTimeMs: 100, keepaliveTimeoutMs: 1000 },
       );
       const ended = new Promise<Error | null>((resolve) => (call.onEnd = resolve));
-      await new Promise<void>((resolve) => call.session.once('connect', () => resolve()));
+      await connected(call);
       // Pings are answered while the relay moves bytes: the call stays open over several rounds.
       for (let pongs = 0; pongs < 3; pongs++) {
         await new Promise<void>((resolve, reject) =>
