@@ -5,12 +5,8 @@ import { readFileSync } from 'node:fs';
 import { PacketType, packets, packetTypeName, type Packet } from '../proto/packet.js';
 import { CONNECT_METHOD } from '../proto/services.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
-import {
-  GrpcClientCall,
-  headerValue,
-  type GrpcCallOptions,
-  type GrpcTarget,
-} from '../proto/grpc-client-call.js';
+import { GrpcClientCall, type GrpcCallOptions, type GrpcTarget } from '../proto/grpc-client-call.js';
+import { headerValue } from '../proto/grpc-status.js';
 import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import { StreamGate } from '../common/stream-gate.js';

@@ -2,7 +2,7 @@
 // alike: many connections may wait for it to drain, and any of them may hold its reads paused
 // (counted, so the stream resumes only when the last one lets go).
 
-/** What the gate needs of a stream: grpc-js server and client streams both have it. */
+/** What the gate needs of a stream: our gRPC server call and the agent's HTTP/2 stream have it. */
 export interface GatedStream {
   readonly writableNeedDrain: boolean;
   pause(): unknown;

@@ -9,38 +9,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { resolve as resolvePath } from 'node:path';
 import type { Packet } from './packet.js';
 import { decodePacket, encodeFramedPacket } from './codec.js';
-import { decodeGrpcMessage, MessageDeframer } from './grpc-framing.js';
-
-const STATUS_NAMES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
-
-/** A gRPC status other than OK, worded as grpc-js words it ("8 RESOURCE_EXHAUSTED: …"). */
-export class GrpcStatusError extends Error {
-  override name = 'GrpcStatusError';
-  constructor(
-    readonly code: number,
-    readonly details: string,
-  ) {
-    super(`${code} ${STATUS_NAMES[code] ?? 'UNKNOWN'}: ${details}`);
-  }
-}
+import { MessageDeframer } from './grpc-framing.js';
+import { decodeGrpcMessage, GrpcStatusError, headerValue } from './grpc-status.js';
 
 /** Where the server is: a Unix socket (plain HTTP/2), or host:port over TLS. */
 export interface GrpcTarget {
@@ -72,11 +42,6 @@ export interface GrpcCallOptions {
   /** Ping the server this often and give up on the connection when it does not answer. */
   keepaliveTimeMs?: number;
   keepaliveTimeoutMs?: number;
-}
-
-export function headerValue(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 function statusOf(headers: http2.IncomingHttpHeaders): GrpcStatusError | null {

@@ -4,6 +4,13 @@ import { GRPC_PREFIX_BYTES } from './codec.js';
 
 export class GrpcFramingError extends Error {
   override name = 'GrpcFramingError';
+  constructor(
+    message: string,
+    /** Over the size limit (RESOURCE_EXHAUSTED), rather than compressed (UNIMPLEMENTED). */
+    readonly tooLarge: boolean,
+  ) {
+    super(message);
+  }
 }
 
 /** Splits a byte stream into gRPC messages; a message split across chunks is joined once. */
@@ -27,11 +34,12 @@ export class MessageDeframer {
     }
     let pos = 0;
     while (chunk.length - pos >= GRPC_PREFIX_BYTES) {
-      if (chunk[pos] !== 0) throw new GrpcFramingError('compressed gRPC messages are not supported');
+      if (chunk[pos] !== 0) throw new GrpcFramingError('compressed gRPC messages are not supported', false);
       const len = chunk.readUInt32BE(pos + 1);
       if (len > this.maxMessageBytes)
         throw new GrpcFramingError(
           `gRPC message of ${len} bytes exceeds the limit of ${this.maxMessageBytes}`,
+          true,
         );
       const end = pos + GRPC_PREFIX_BYTES + len;
       if (end > chunk.length) {
@@ -51,15 +59,5 @@ export class MessageDeframer {
   /** Bytes of a message begun but not finished (a stream that ends here was cut short). */
   get partialBytes(): number {
     return this.bufferedBytes;
-  }
-}
-
-/** grpc-message is percent-encoded (PROTOCOL-HTTP2.md); a malformed one is shown as sent. */
-export function decodeGrpcMessage(value: string | undefined): string {
-  if (!value) return '';
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
   }
 }

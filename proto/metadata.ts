@@ -1,5 +1,4 @@
 // gRPC metadata keys of the konnectivity protocol. gRPC lowercases keys on the wire.
-import type { Metadata } from '@grpc/grpc-js';
 export const MetadataKey = {
   /** agent → server: the agent's ID. */
   agentID: 'agentid',
@@ -33,11 +32,6 @@ export const Extension = {
 } as const;
 
 export const HALF_CLOSE_MARKER = 'EOF';
-
-/** The first value of a metadata key, as text (gRPC metadata values are lists). */
-export function metadataValue(md: Metadata, key: string): string | undefined {
-  return md.get(key)[0]?.toString();
-}
 
 export function parseExtensions(value: string | undefined): Set<string> {
   const set = new Set<string>();

@@ -3,19 +3,18 @@
 import http from 'node:http';
 import https from 'node:https';
 import { resolve as resolvePath } from 'node:path';
-import { chmodSync } from 'node:fs';
-import { Server as GrpcServer, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { SecureContextOptions } from 'node:tls';
 import type { Registry } from 'prom-client';
-import { agentServiceDefinition, proxyServiceDefinition } from '../proto/services.js';
+import { CONNECT_METHOD, PROXY_METHOD } from '../proto/services.js';
 import type { Logger } from '../common/log.js';
 import { createRegistry } from '../common/metrics.js';
 import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
-import { listen, prepareUds } from '../common/listen.js';
+import { listen } from '../common/listen.js';
 import type { TlsFiles } from '../common/tls.js';
 import { DEFAULT_TLS_POLICY, tlsPolicyOptions, type TlsPolicy } from '../common/tls-policy.js';
 import { TlsReloader } from '../common/tls-reload.js';
 import { TIMED_OUT, withDeadline } from '../common/deadline.js';
-import { ReloadableServerCredentials } from './tls-credentials.js';
+import { GrpcServer, type TlsListenOptions } from './grpc/server.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import { BackendManager } from './backend/backend-manager.js';
@@ -110,7 +109,7 @@ export interface ServerAddresses {
 const KEEPALIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_AGENT_WINDOW = 16 * 1024 * 1024;
 export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
-/** grpc-js's own default, stated so both sides agree. */
+/** gRPC's usual default (grpc-js, grpc-go), stated so both sides agree. */
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT = 10_000;
 
@@ -124,11 +123,9 @@ export class ProxyServer {
   private readonly httpServers: http.Server[] = [];
   private readonly httpFrontends: HttpConnectFrontend[] = [];
   private readonly endpoints: HttpEndpoint[] = [];
-  private readonly grpcFrontendPorts: string[] = [];
   private readonly agentService: AgentService;
   private readonly reloaders: TlsReloader[] = [];
   private leaseController: LeaseController | undefined;
-  private grpcFrontendUsed = false;
   private stopped = false;
 
   constructor(private readonly config: ProxyServerConfig) {
@@ -141,30 +138,24 @@ export class ProxyServer {
       maxPendingDials: limits.maxPendingDials ?? 0,
       maxConnectionsPerAgent: limits.maxConnectionsPerAgent ?? 0,
     });
-    const maxMessage = limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
-    const idle: ChannelOptions = limits.idleConnectionMs
-      ? { 'grpc.max_connection_idle_ms': limits.idleConnectionMs }
-      : {};
-    const frontendOptions: ChannelOptions = {
-      'grpc.keepalive_time_ms': config.frontendKeepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-      'grpc.max_receive_message_length': maxMessage,
-      'grpc.enable_channelz': 0,
-      ...idle,
+    const common = {
+      maxMessageBytes: limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE,
+      keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+      idleConnectionMs: limits.idleConnectionMs ?? 0,
     };
-    this.grpcFrontendServer = new GrpcServer(frontendOptions);
-    this.grpcFrontendServer.addService(proxyServiceDefinition, {
-      Proxy: new GrpcFrontend(this.broker, this.metrics, this.log.child({ part: 'grpc-frontend' }), {
+    const frontendLog = this.log.child({ part: 'grpc-frontend' });
+    const frontend = new GrpcFrontend(this.broker, this.metrics, frontendLog, {
+      maxDialsPerSecond: limits.maxDialsPerSecond ?? 0,
+    });
+    this.grpcFrontendServer = new GrpcServer(
+      { [PROXY_METHOD]: frontend.handle },
+      {
+        ...common,
         windowBytes: config.frontendWindowBytes ?? DEFAULT_FRONTEND_WINDOW,
-        maxDialsPerSecond: limits.maxDialsPerSecond ?? 0,
-      }).handle,
-    });
-    this.agentServer = new GrpcServer({
-      'grpc.keepalive_time_ms': config.keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-      'grpc.max_receive_message_length': maxMessage,
-      ...idle,
-    });
+        keepaliveTimeMs: config.frontendKeepaliveTimeMs,
+      },
+      frontendLog,
+    );
     this.agentService = new AgentService(
       this.broker,
       this.backends,
@@ -173,11 +164,18 @@ export class ProxyServer {
       {
         serverID: config.serverID,
         serverCount: config.serverCount,
-        windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
         connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
       },
     );
-    this.agentServer.addService(agentServiceDefinition, { Connect: this.agentService.handle });
+    this.agentServer = new GrpcServer(
+      { [CONNECT_METHOD]: this.agentService.handle },
+      {
+        ...common,
+        windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
+        keepaliveTimeMs: config.keepaliveTimeMs,
+      },
+      this.log.child({ part: 'agent-server' }),
+    );
   }
 
   get registry(): Registry {
@@ -224,11 +222,7 @@ export class ProxyServer {
       }
       for (const fe of this.config.frontends) out.frontends.push(await this.startFrontend(fe));
       const a = this.config.agent;
-      out.agentPort = await this.bindGrpc(
-        this.agentServer,
-        `${bracket(a.host || '0.0.0.0')}:${a.port}`,
-        this.grpcTlsCredentials('agent', a.tls),
-      );
+      out.agentPort = await this.listenGrpcTls(this.agentServer, 'agent', a.host, a.port, a.tls);
       this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
       if (this.config.health) {
         const ep = new HttpEndpoint(healthRoutes(() => this.readiness()));
@@ -263,19 +257,12 @@ export class ProxyServer {
     const tls = fe.tls;
     if (!fe.uds && !tls) throw new Error('a TCP frontend needs --server-cert and --server-key');
     if (fe.mode === 'grpc') {
-      this.grpcFrontendUsed = true;
       let port = 0;
       if (fe.uds) {
         const path = resolvePath(fe.uds);
-        prepareUds(path, fe.deleteExistingUds ?? true);
-        await this.bindGrpc(this.grpcFrontendServer, `unix:${path}`, ServerCredentials.createInsecure());
-        if (fe.udsMode !== undefined) chmodSync(path, fe.udsMode);
+        await this.grpcFrontendServer.listenUds(path, fe.deleteExistingUds ?? true, fe.udsMode);
       } else if (tls) {
-        port = await this.bindGrpc(
-          this.grpcFrontendServer,
-          `${bracket(fe.host || '0.0.0.0')}:${fe.port ?? 0}`,
-          this.grpcTlsCredentials('frontend', tls),
-        );
+        port = await this.listenGrpcTls(this.grpcFrontendServer, 'frontend', fe.host, fe.port ?? 0, tls);
       }
       this.log.info({ listener: 'frontend', mode: 'grpc', ...where, port }, 'listening');
       return fe.uds ? { mode: 'grpc', uds: fe.uds } : { mode: 'grpc', port };
@@ -337,20 +324,26 @@ export class ProxyServer {
     return fe.uds ? { mode: 'http-connect', uds: fe.uds } : { mode: 'http-connect', port: bound.port };
   }
 
-  private bindGrpc(server: GrpcServer, address: string, creds: ServerCredentials): Promise<number> {
-    return new Promise((resolve, reject) => {
-      server.bindAsync(address, creds, (err, port) => {
-        if (err) reject(new Error(`cannot listen on ${address}: ${err.message}`));
-        else {
-          if (server === this.grpcFrontendServer) {
-            this.grpcFrontendPorts.push(
-              address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`),
-            );
-          }
-          resolve(port);
-        }
-      });
+  /** A gRPC listener over TLS whose certificate files are re-read when they change. */
+  private async listenGrpcTls(
+    server: GrpcServer,
+    name: string,
+    host: string | undefined,
+    port: number,
+    tls: TlsFiles,
+  ): Promise<number> {
+    const context = (files: TlsFiles): SecureContextOptions => ({
+      cert: files.cert,
+      key: files.key,
+      ...(files.ca ? { ca: files.ca } : {}),
+      ...tlsPolicyOptions(this.tlsPolicy),
     });
+    const options: TlsListenOptions = { ...context(tls), requestCert: !!tls.ca };
+    const bound = await server.listenTls(host || '0.0.0.0', port, options).catch((err: unknown) => {
+      throw new Error(`cannot listen on ${host || '0.0.0.0'}:${port}: ${(err as Error).message}`);
+    });
+    this.watchTls(name, tls, (files) => bound.setSecureContext(context(files)));
+    return bound.port;
   }
 
   /**
@@ -364,7 +357,7 @@ export class ProxyServer {
       { timeoutMs: timeout, open: this.broker.establishedCount, pending: this.broker.pendingCount },
       'shutting down: no new connections',
     );
-    for (const port of this.grpcFrontendPorts) this.grpcFrontendServer.unbind(port);
+    this.grpcFrontendServer.stopAccepting();
     for (const s of this.httpServers) s.close();
     // Then agents stop counting this server, as upstream does.
     await this.leaseController?.stop();
@@ -378,15 +371,6 @@ export class ProxyServer {
 
   private get tlsPolicy(): TlsPolicy {
     return this.config.tlsPolicy ?? DEFAULT_TLS_POLICY;
-  }
-
-  /** TLS for a gRPC listener; with a CA, client certificates are required and verified. */
-  private grpcTlsCredentials(name: string, tls: TlsFiles): ServerCredentials {
-    const creds = new ReloadableServerCredentials(tls, this.tlsPolicy);
-    this.watchTls(name, tls, (files) => {
-      creds.update(files);
-    });
-    return creds;
   }
 
   /** Re-reads a listener's certificate files when they change on disk. */
@@ -405,8 +389,8 @@ export class ProxyServer {
     this.stopped = true;
     for (const r of this.reloaders) r.stop();
     await this.leaseController?.stop();
-    if (this.grpcFrontendUsed) this.grpcFrontendServer.forceShutdown();
-    this.agentServer.forceShutdown();
+    this.grpcFrontendServer.destroy();
+    this.agentServer.destroy();
     for (const s of this.httpServers) {
       s.close();
       s.closeAllConnections();
@@ -414,8 +398,4 @@ export class ProxyServer {
     for (const f of this.httpFrontends) f.destroyAll();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
-}
-
-function bracket(host: string): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }

@@ -7,13 +7,14 @@ import { Duplex } from 'node:stream';
 import { random63 } from '../../proto/random.js';
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { PROXY_METHOD } from '../../proto/services.js';
-import { GrpcClientCall, headerValue } from '../../proto/grpc-client-call.js';
+import { GrpcClientCall } from '../../proto/grpc-client-call.js';
+import { headerValue } from '../../proto/grpc-status.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../../proto/metadata.js';
 import { dialResponseError, ErrorCode, TunnelError } from '../../common/errors.js';
 import type { DialOptions, FrontendAddress } from './frontend-address.js';
 import { watchDial } from './dial-watch.js';
 
-export { GrpcStatusError } from '../../proto/grpc-client-call.js';
+export { GrpcStatusError } from '../../proto/grpc-status.js';
 
 /** How long a closing socket waits for the server's CLOSE_RSP before dropping the stream. */
 const CLOSE_WAIT_MS = 5000;

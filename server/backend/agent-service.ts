@@ -1,13 +1,11 @@
 // /AgentService/Connect: an agent opens one long-lived stream; we answer with serverID and
 // serverCount headers and register it as a backend for dials.
-import { Metadata, status } from '@grpc/grpc-js';
-import type { Packet } from '../../proto/packet.js';
-import { Extension, MetadataKey, metadataValue, parseExtensions } from '../../proto/metadata.js';
+import { Extension, MetadataKey, parseExtensions } from '../../proto/metadata.js';
+import { GrpcStatus } from '../../proto/grpc-status.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { TunnelBroker } from '../tunnel/broker.js';
 import { Backend, type AgentStream } from './backend.js';
-import { widenReceiveWindows } from '../http2-windows.js';
 import { parseConnectionWindow } from '../../proto/flow-control.js';
 import type { BackendManager } from './backend-manager.js';
 import type { TokenAuthenticator } from '../../common/kube/token-review.js';
@@ -19,7 +17,6 @@ const SUPPORTED = new Set<string>([Extension.halfClose, Extension.flowControl]);
 export interface AgentServiceOptions {
   serverID: string;
   serverCount: number;
-  windowBytes: number;
   /** flow-control: the window we grant the agent per connection. */
   connectionWindow: number;
 }
@@ -37,11 +34,11 @@ export class AgentService {
   ) {}
 
   readonly handle = (stream: AgentStream): void => {
-    const agentID = metadataValue(stream.metadata, MetadataKey.agentID) ?? '';
-    const peer = stream.getPeer();
+    const agentID = stream.header(MetadataKey.agentID) ?? '';
+    const peer = stream.peer;
     if (agentID === '') {
       this.log.warn({ peer }, 'agent stream refused: no agentID metadata');
-      stream.emit('error', { code: status.INVALID_ARGUMENT, details: 'agentID metadata is required' });
+      stream.fail(GrpcStatus.INVALID_ARGUMENT, 'agentID metadata is required');
       return;
     }
     const auth = this.authenticator;
@@ -49,7 +46,7 @@ export class AgentService {
       this.admit(stream, agentID, peer);
       return;
     }
-    void auth.authenticate(metadataValue(stream.metadata, MetadataKey.authorization)).then((result) => {
+    void auth.authenticate(stream.header(MetadataKey.authorization)).then((result) => {
       if (result.ok) {
         this.log.debug({ agentID, peer, user: result.user }, 'agent token accepted');
         this.admit(stream, agentID, peer);
@@ -57,17 +54,14 @@ export class AgentService {
       }
       this.metrics.agentAuthFailures.inc();
       this.log.warn({ agentID, peer, reason: result.reason }, 'agent refused: authentication failed');
-      if (stream.cancelled) return;
-      stream.emit('error', {
-        code: status.UNAUTHENTICATED,
-        details: `agent authentication failed: ${result.reason}`,
-      });
+      if (stream.isClosed) return;
+      stream.fail(GrpcStatus.UNAUTHENTICATED, `agent authentication failed: ${result.reason}`);
     });
   };
 
   private admit(stream: AgentStream, agentID: string, peer: string): void {
-    if (stream.cancelled) return;
-    const identifierText = metadataValue(stream.metadata, MetadataKey.agentIdentifiers) ?? '';
+    if (stream.isClosed) return;
+    const identifierText = stream.header(MetadataKey.agentIdentifiers) ?? '';
     const parsed = parseAgentIdentifiers(identifierText);
     if (parsed.invalid.length > 0 || parsed.unknown.length > 0) {
       this.log.warn(
@@ -76,26 +70,22 @@ export class AgentService {
       );
     }
     const identifiers = parsed.identifiers;
-    if (!widenReceiveWindows(stream, this.options.windowBytes)) {
-      this.log.warn(
-        'cannot reach the HTTP/2 session of the agent stream: its receive window stays at 64 KiB',
-      );
-    }
-    const requested = parseExtensions(metadataValue(stream.metadata, MetadataKey.extensions));
+    const requested = parseExtensions(stream.header(MetadataKey.extensions));
     const accepted = new Set([...requested].filter((e) => SUPPORTED.has(e)));
 
-    const headers = new Metadata();
-    headers.set(MetadataKey.serverID, this.options.serverID);
-    headers.set(MetadataKey.serverCount, String(this.options.serverCount));
-    if (requested.size > 0) headers.set(MetadataKey.extensions, [...accepted].join(','));
+    const headers: Record<string, string> = {
+      [MetadataKey.serverID]: this.options.serverID,
+      [MetadataKey.serverCount]: String(this.options.serverCount),
+    };
+    if (requested.size > 0) headers[MetadataKey.extensions] = [...accepted].join(',');
     if (accepted.has(Extension.flowControl)) {
-      headers.set(MetadataKey.connectionWindow, String(this.options.connectionWindow));
+      headers[MetadataKey.connectionWindow] = String(this.options.connectionWindow);
     }
     const windows = {
       local: this.options.connectionWindow,
-      peer: parseConnectionWindow(metadataValue(stream.metadata, MetadataKey.connectionWindow)),
+      peer: parseConnectionWindow(stream.header(MetadataKey.connectionWindow)),
     };
-    stream.sendMetadata(headers);
+    stream.sendHeaders(headers);
 
     const log = this.log.child({ agentID });
     const backend = new Backend(agentID, identifiers, peer, accepted, windows, stream, log, this.metrics);
@@ -113,21 +103,15 @@ export class AgentService {
       log.info({ reason, connections: backend.connections.size }, 'agent disconnected');
       if (!stream.writableEnded) stream.end();
     };
-    stream.on('data', (p: Packet) => {
+    stream.onPacket = (p) => {
       this.broker.handleAgentPacket(backend, p);
-    });
-    stream.on('end', () => {
+    };
+    stream.onEnd = () => {
       leave('agent closed the stream');
-    });
-    stream.on('cancelled', () => {
-      leave('stream cancelled (connection lost or keepalive timeout)');
-    });
-    stream.on('error', (err: Error) => {
-      this.metrics.streamError('from_agent', 'Unknown', undefined);
-      leave(`stream error: ${err.message}`);
-    });
-    stream.on('close', () => {
-      leave('stream closed');
-    });
+    };
+    stream.onClose = (reason, failed) => {
+      if (failed) this.metrics.streamError('from_agent', 'Unknown', undefined);
+      leave(reason);
+    };
   }
 }

@@ -1,15 +1,15 @@
 // One agent stream (/AgentService/Connect): what the broker sends to an agent and the
 // backpressure state of that stream. Every connection of the agent is multiplexed on it.
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import net from 'node:net';
 import type { Packet } from '../../proto/packet.js';
+import type { GrpcServerCall } from '../grpc/call.js';
 import type { AgentIdentifiers } from '../../proto/agent-identifiers.js';
 import type { Logger } from '../../common/log.js';
 import { StreamGate } from '../../common/stream-gate.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 
-export type AgentStream = ServerDuplexStream<Packet, Packet>;
+export type AgentStream = GrpcServerCall;
 
 export class Backend {
   /** connectID (assigned by the agent) → connection. */

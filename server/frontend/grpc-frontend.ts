@@ -1,14 +1,7 @@
 // /ProxyService/Proxy: kube-apiserver's single-use gRPC tunnel. One stream carries one dial:
 // DIAL_REQ → DIAL_RSP, then DATA both ways by connectID, then CLOSE_REQ/CLOSE_RSP.
-import { Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import { PacketType, packets, packetTypeName, packetTypeNames, type Packet } from '../../proto/packet.js';
-import {
-  Extension,
-  HALF_CLOSE_MARKER,
-  MetadataKey,
-  metadataValue,
-  parseExtensions,
-} from '../../proto/metadata.js';
+import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../../proto/metadata.js';
 import type { TunnelError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -16,16 +9,15 @@ import type { DialHandle, TunnelBroker } from '../tunnel/broker.js';
 import type { FrontendSink } from '../tunnel/frontend-sink.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
-import { sessionOf, widenReceiveWindows } from '../http2-windows.js';
+import type { GrpcServerCall } from '../grpc/call.js';
 import { TokenBucket } from '../../common/rate-limit.js';
 import { auditDial } from '../tunnel/audit.js';
 
-export type ProxyCall = ServerDuplexStream<Packet, Packet>;
+export type ProxyCall = GrpcServerCall;
 
 let nextStreamSeq = 1;
 
 export interface GrpcFrontendOptions {
-  windowBytes: number;
   /** Dials per second one HTTP/2 connection may start (burst the same); 0: no limit. */
   maxDialsPerSecond?: number;
 }
@@ -42,11 +34,6 @@ export class GrpcFrontend {
   ) {}
 
   readonly handle = (call: ProxyCall): void => {
-    if (!widenReceiveWindows(call, this.options.windowBytes)) {
-      this.log.warn(
-        'cannot reach the HTTP/2 session of a frontend stream: its receive window stays at 64 KiB',
-      );
-    }
     new ProxyStream(
       call,
       this.broker,
@@ -58,7 +45,7 @@ export class GrpcFrontend {
 
   private bucketFor(call: ProxyCall): TokenBucket | undefined {
     const rate = this.options.maxDialsPerSecond ?? 0;
-    const session = sessionOf(call);
+    const session = call.session;
     if (rate <= 0 || !session) return undefined;
     let bucket = this.buckets.get(session);
     if (!bucket) {
@@ -88,26 +75,21 @@ class ProxyStream implements FrontendSink {
 
   start(): void {
     this.metrics.grpcConnections.labels('Proxy').inc();
-    const requested = parseExtensions(metadataValue(this.call.metadata, MetadataKey.extensions));
+    const requested = parseExtensions(this.call.header(MetadataKey.extensions));
     if (requested.size > 0) {
       this.halfClose = requested.has(Extension.halfClose);
-      const md = new Metadata();
-      md.set(MetadataKey.extensions, this.halfClose ? Extension.halfClose : '');
-      this.call.sendMetadata(md);
+      this.call.sendHeaders({ [MetadataKey.extensions]: this.halfClose ? Extension.halfClose : '' });
     }
-    this.call.on('data', (p: Packet) => {
+    this.call.onPacket = (p) => {
       this.onPacket(p);
-    });
-    this.call.on('end', () => {
+    };
+    this.call.onEnd = () => {
       this.clientGone('client closed the stream');
-    });
-    this.call.on('cancelled', () => {
-      this.clientGone('client cancelled the stream');
-    });
-    this.call.on('error', (err: Error) => {
-      this.metrics.streamError('from_client', 'Unknown', undefined);
-      this.clientGone(`stream error: ${err.message}`);
-    });
+    };
+    this.call.onClose = (reason, failed) => {
+      if (failed) this.metrics.streamError('from_client', 'Unknown', undefined);
+      this.clientGone(reason);
+    };
     this.call.on('drain', () => this.conn?.frontendDrained());
   }
 

@@ -1,0 +1,213 @@
+// The proxy-server's gRPC listeners (frontend /ProxyService/Proxy, agents /AgentService/Connect),
+// spoken over node:http2 directly. Both methods are one bidirectional stream of one message
+// type, and a grpc-js Server cost us there: ~0.17 ms of every dial, two more copies of every
+// message (reassembly and the 5-byte prefix), and no option for its own receive windows (it
+// had to be reached through a private path). What a gRPC server owes its peers is kept here:
+// keepalive pings, an idle-connection timeout, a message size limit (RESOURCE_EXHAUSTED),
+// grpc-timeout, statuses in trailers or trailers-only, UNIMPLEMENTED for other methods, and
+// GOAWAY before a graceful stop. Our own clients and grpc-js clients (tests) talk to it.
+import http2 from 'node:http2';
+import type { TLSSocket, SecureContextOptions } from 'node:tls';
+import { listen } from '../../common/listen.js';
+import type { Logger } from '../../common/log.js';
+import { GrpcStatus } from '../../proto/grpc-status.js';
+import { GrpcServerCall } from './call.js';
+
+export type GrpcHandler = (call: GrpcServerCall) => void;
+
+export interface GrpcServerOptions {
+  /** Receive window of each stream; each connection gets twice that. */
+  windowBytes: number;
+  maxMessageBytes: number;
+  /** Ping every connection this often; 0: never. */
+  keepaliveTimeMs: number;
+  /** A ping not answered in this long closes the connection. */
+  keepaliveTimeoutMs: number;
+  /** A connection without a stream for this long gets GOAWAY; 0: never. */
+  idleConnectionMs: number;
+}
+
+export interface TlsListenOptions extends SecureContextOptions {
+  /** Client certificates required and verified against `ca`. */
+  requestCert: boolean;
+}
+
+const MAX_WINDOW = 2 ** 31 - 1;
+/** After GOAWAY, how long open streams of an idle-closed or stopping connection may take. */
+const CLOSE_GRACE_MS = 5000;
+
+export class GrpcServer {
+  private readonly listeners: (http2.Http2Server | http2.Http2SecureServer)[] = [];
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private accepting = true;
+
+  constructor(
+    private readonly routes: Readonly<Record<string, GrpcHandler>>,
+    private readonly options: GrpcServerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Plain HTTP/2 on a Unix socket (kube-apiserver's egress over UDS). */
+  async listenUds(path: string, deleteExisting: boolean, mode?: number): Promise<void> {
+    const server = http2.createServer(this.http2Options());
+    this.attach(server);
+    await listen(server, { uds: path, deleteExisting, mode });
+  }
+
+  /** HTTP/2 over TLS on host:port; returns the bound port and a way to replace the certificates. */
+  async listenTls(
+    host: string,
+    port: number,
+    tls: TlsListenOptions,
+  ): Promise<{ port: number; setSecureContext: (options: SecureContextOptions) => void }> {
+    const server = http2.createSecureServer({
+      ...this.http2Options(),
+      ...tls,
+      rejectUnauthorized: tls.requestCert,
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      // An error on a TLS socket must be handled by the server's user (nodejs/node#35824).
+      socket.on('error', (err: Error) => this.log.debug({ error: err.message }, 'TLS connection error'));
+    });
+    server.on('tlsClientError', (err: Error) => {
+      this.log.info({ error: err.message }, 'TLS handshake with client failed');
+    });
+    this.attach(server);
+    const bound = await listen(server, { host, port });
+    return { port: bound.port, setSecureContext: (o) => server.setSecureContext(o) };
+  }
+
+  /** Graceful stop: no new connections, GOAWAY on open ones; their open streams go on. */
+  stopAccepting(): void {
+    this.accepting = false;
+    for (const l of this.listeners) l.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  /** Closes every listener and connection at once. */
+  destroy(): void {
+    this.stopAccepting();
+    for (const s of this.sessions) s.destroy();
+  }
+
+  private http2Options(): http2.ServerOptions {
+    return {
+      settings: { initialWindowSize: Math.min(MAX_WINDOW, this.options.windowBytes), enablePush: false },
+      // Node's default (10 MB) counts our wide windows' worth of queued data and then refuses
+      // streams; grpc-js lifts it the same way. Memory is bounded by the windows instead.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+    };
+  }
+
+  private attach(server: http2.Http2Server | http2.Http2SecureServer): void {
+    server.setTimeout(0);
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      this.watch(session);
+    });
+    server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      this.route(stream, headers);
+    });
+    server.on('sessionError', (err: Error) => this.log.debug({ error: err.message }, 'HTTP/2 session error'));
+    this.listeners.push(server);
+  }
+
+  /** Per connection: windows, keepalive pings, the idle timer, and our list for shutdown. */
+  private watch(session: http2.ServerHttp2Session): void {
+    if (!this.accepting) {
+      session.destroy();
+      return;
+    }
+    this.sessions.add(session);
+    session.on('error', (err: Error) => this.log.debug({ error: err.message }, 'HTTP/2 connection error'));
+    session.setLocalWindowSize(Math.min(MAX_WINDOW, this.options.windowBytes * 2));
+
+    let keepalive: NodeJS.Timeout | undefined;
+    if (this.options.keepaliveTimeMs > 0) {
+      keepalive = setInterval(() => this.ping(session), this.options.keepaliveTimeMs);
+      keepalive.unref();
+    }
+    let idle: NodeJS.Timeout | undefined;
+    let streams = 0;
+    const idleMs = this.options.idleConnectionMs;
+    const armIdle = () => {
+      if (idleMs <= 0) return;
+      idle = setTimeout(() => {
+        this.log.debug({ idleMs }, 'closing an HTTP/2 connection without streams');
+        this.closeGracefully(session);
+      }, idleMs);
+      idle.unref();
+    };
+    armIdle();
+    session.on('stream', (stream: http2.ServerHttp2Stream) => {
+      if (streams++ === 0) clearTimeout(idle);
+      stream.once('close', () => {
+        if (--streams === 0 && !session.closed) armIdle();
+      });
+    });
+    session.once('close', () => {
+      clearInterval(keepalive);
+      clearTimeout(idle);
+      this.sessions.delete(session);
+    });
+  }
+
+  private ping(session: http2.ServerHttp2Session): void {
+    // 'close' comes a tick after destroy(): a ping in between would throw.
+    if (session.destroyed || session.closed) return;
+    const timeoutMs = this.options.keepaliveTimeoutMs;
+    const timer = setTimeout(() => {
+      this.log.info({ timeoutMs }, 'keepalive ping not answered: closing the connection');
+      session.destroy();
+    }, timeoutMs);
+    timer.unref();
+    if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
+  }
+
+  private closeGracefully(session: http2.ServerHttp2Session): void {
+    if (session.closed || session.destroyed) return;
+    session.close();
+    setTimeout(() => {
+      if (!session.destroyed) session.destroy();
+    }, CLOSE_GRACE_MS).unref();
+  }
+
+  private route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => undefined); // a reset stream before its call exists
+    if (headers[':method'] !== 'POST') {
+      stream.respond({ ':status': 405 }, { endStream: true });
+      return;
+    }
+    const contentType = headers['content-type'] ?? '';
+    if (contentType !== 'application/grpc' && !contentType.startsWith('application/grpc+')) {
+      stream.respond({ ':status': 415 }, { endStream: true });
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    const handler = Object.hasOwn(this.routes, path) ? this.routes[path] : undefined;
+    const socket = stream.session?.socket;
+    const peer = socket?.remoteAddress ? `${socket.remoteAddress}:${String(socket.remotePort)}` : 'unix';
+    const call = new GrpcServerCall(stream, headers, peer, this.options.maxMessageBytes);
+    if (!handler) {
+      call.end(GrpcStatus.UNIMPLEMENTED, `unknown method ${path}`);
+      return;
+    }
+    const deadline = parseGrpcTimeout(call.header('grpc-timeout'));
+    if (deadline !== undefined) {
+      const timer = setTimeout(() => call.fail(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded'), deadline);
+      stream.once('close', () => clearTimeout(timer));
+    }
+    handler(call);
+  }
+}
+
+const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** grpc-timeout: up to 8 digits and a unit (PROTOCOL-HTTP2.md), in ms; undefined: none or malformed. */
+export function parseGrpcTimeout(value: string | undefined): number | undefined {
+  const m = value === undefined ? null : /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!m) return undefined;
+  const unit = TIMEOUT_UNITS[m[2] ?? ''] ?? 1;
+  // setTimeout holds at most 2^31-1 ms; anything longer is as good as none.
+  const ms = Math.ceil(Number(m[1]) * unit);
+  return ms > 2 ** 31 - 1 ? undefined : ms;
+}
