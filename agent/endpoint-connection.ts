@@ -13,6 +13,8 @@ export interface StreamSender {
   readonly halfClose: boolean;
   readonly flowControl: boolean;
   readonly windows: { readonly local: number; readonly peer: number };
+  /** The stream's round trip in ms, when measured (window auto-tuning). */
+  rttMs(): number | undefined;
   send(packet: Packet): boolean;
   whenWritable(fn: () => void): void;
   pauseReads(): void;
@@ -53,6 +55,7 @@ export class EndpointConnection {
           if (!this.done) this.stream.send(windowUpdate(this.connectID, bytes));
         },
         tunedWindowLimit(local),
+        () => this.stream.rttMs(),
       );
     }
   }

@@ -10,6 +10,7 @@ import { headerValue } from '../proto/grpc-status.js';
 import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import { StreamGate } from '../common/stream-gate.js';
+import { HTTP2_WINDOW_GROWTH, Http2LinkTuner } from '../common/http2-link-tuner.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
 import {
@@ -58,6 +59,8 @@ export class ServerClient implements StreamSender {
   flowControl = false;
   /** flow-control windows per connection: what we grant, and what the server granted us. */
   readonly windows = { local: 0, peer: 0 };
+  /** Grows the HTTP/2 windows with the link's bandwidth-delay product; measures its round trip. */
+  private link: Http2LinkTuner | undefined;
   serverID = '';
   private readonly pendingDials = new Map<bigint, net.Socket>();
   private nextConnectID = 1n;
@@ -109,6 +112,11 @@ export class ServerClient implements StreamSender {
     }
     this.call = call;
     this.gate = new StreamGate(call.stream);
+    this.link = new Http2LinkTuner(call.session, {
+      windowBytes: config.call.windowBytes,
+      maxWindowBytes: config.call.windowBytes * HTTP2_WINDOW_GROWTH,
+    });
+    this.link.watch(call.stream);
     return new Promise<ServerIdentity>((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
@@ -276,6 +284,10 @@ export class ServerClient implements StreamSender {
   /** The stream is open and its connection neither closing nor failed (keepalive included). */
   healthy(): boolean {
     return !this.closed && this.call?.open === true;
+  }
+
+  rttMs(): number | undefined {
+    return this.link?.rttMs;
   }
 
   /** Tells the server this agent is going away: it sends no new dials here (DRAIN). */

@@ -75,16 +75,21 @@ export class SendCredit {
 export const MAX_OVERSHOOT = 4 * 1024 * 1024;
 
 /**
- * Window auto-tuning: when a quarter window leaves the receiver within this time of the last
- * credit return, the connection is fast enough to be window-bound on a distant link, and its
- * window doubles (up to the tuning limit). The window thus settles near rate × 4 × this, the
- * bandwidth-delay product of a link up to ~100 ms away, and grows only while the reader keeps
- * up: a stalled reader never returns credit, so it never holds more than its window.
+ * Window auto-tuning. When a quarter window leaves the receiver within one round trip of the
+ * link (measured by HTTP/2 PING, common/http2-link-tuner.ts) since the last credit return, the
+ * window is less than about four bandwidth-delay products, and it doubles (up to the tuning
+ * limit). Four, not Go's 1.5: credit goes back in quarter-window batches and crosses two busy
+ * event loops, so a connection needs that much slack to keep moving (measured at 50 ms). A
+ * link that is fast but near (loopback, one zone) stays far below that, so its windows, and
+ * what a stalled reader can hold, stay at the configured size. Before the first measurement,
+ * a fixed interval stands in. Growth needs a reader that keeps up: a stalled one returns no
+ * credit, so it never holds more than its window.
  */
+export const WINDOW_GROWTH_RTT_FRACTION = 1;
 export const WINDOW_GROWTH_INTERVAL_MS = 25;
 
 /** Auto-tuning grows a connection's window to at most this many times the configured one. */
-export const WINDOW_GROWTH_LIMIT = 4;
+export const WINDOW_GROWTH_LIMIT = 16;
 
 export function tunedWindowLimit(window: number): number {
   return Math.min(MAX_WINDOW, window * WINDOW_GROWTH_LIMIT);
@@ -104,6 +109,8 @@ export class ReceiveWindow {
     private readonly sendUpdate: (bytes: number) => void,
     /** The window may grow to this (auto-tuning); default: no growth. */
     private readonly maxWindow = window,
+    /** The link's round trip in ms, when known (auto-tuning). */
+    private readonly rttMs: () => number | undefined = () => undefined,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.window = window;
@@ -128,7 +135,7 @@ export class ReceiveWindow {
     if (this.unacked < Math.floor(this.window / 4)) return;
     const t = this.now();
     let growth = 0;
-    if (this.window < this.maxWindow && t - this.lastUpdateAt < WINDOW_GROWTH_INTERVAL_MS) {
+    if (this.window < this.maxWindow && t - this.lastUpdateAt < this.growthInterval()) {
       growth = Math.min(this.window, this.maxWindow - this.window);
       this.window += growth;
     }
@@ -137,6 +144,12 @@ export class ReceiveWindow {
     this.sendUpdate(this.unacked + growth);
     this.outstanding -= this.unacked;
     this.unacked = 0;
+  }
+
+  /** A quarter window arriving faster than this means the connection is window-bound. */
+  private growthInterval(): number {
+    const rtt = this.rttMs();
+    return rtt === undefined ? WINDOW_GROWTH_INTERVAL_MS : rtt * WINDOW_GROWTH_RTT_FRACTION;
   }
 
   /** Bytes handed on into a full buffer: their credit waits for drained(). */

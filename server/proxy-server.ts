@@ -15,6 +15,7 @@ import { DEFAULT_TLS_POLICY, tlsPolicyOptions, type TlsPolicy } from '../common/
 import { TlsReloader } from '../common/tls-reload.js';
 import { TIMED_OUT, withDeadline } from '../common/deadline.js';
 import { GrpcServer, type TlsListenOptions } from './grpc/server.js';
+import { HTTP2_WINDOW_GROWTH } from '../common/http2-link-tuner.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import { BackendManager } from './backend/backend-manager.js';
@@ -156,6 +157,7 @@ export class ProxyServer {
       },
       frontendLog,
     );
+    const agentWindow = config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW;
     this.agentService = new AgentService(
       this.broker,
       this.backends,
@@ -171,7 +173,8 @@ export class ProxyServer {
       { [CONNECT_METHOD]: this.agentService.handle },
       {
         ...common,
-        windowBytes: config.agentWindowBytes ?? DEFAULT_AGENT_WINDOW,
+        windowBytes: agentWindow,
+        maxWindowBytes: agentWindow * HTTP2_WINDOW_GROWTH,
         keepaliveTimeMs: config.keepaliveTimeMs,
       },
       this.log.child({ part: 'agent-server' }),

@@ -38,6 +38,11 @@ export class Backend {
     this.gate = new StreamGate(stream);
   }
 
+  /** The agent connection's round trip, when measured (window auto-tuning). */
+  rttMs(): number | undefined {
+    return this.stream.link?.rttMs;
+  }
+
   /** The agent's cidr identifiers as one matcher, built on first use. */
   cidrList(): net.BlockList {
     if (!this.cidrs) {

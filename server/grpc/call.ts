@@ -7,6 +7,7 @@ import { decodePacket, encodeFramedPacket } from '../../proto/codec.js';
 import { GrpcFramingError, MessageDeframer } from '../../proto/grpc-framing.js';
 import { encodeGrpcMessage, GrpcStatus, headerValue } from '../../proto/grpc-status.js';
 import type { GatedStream } from '../../common/stream-gate.js';
+import type { Http2LinkTuner } from '../../common/http2-link-tuner.js';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -20,6 +21,8 @@ export class GrpcServerCall implements GatedStream {
   onEnd: () => void = () => undefined;
   /** `failed`: a stream error, or the client broke the protocol (see fail()). */
   onClose: (reason: string, failed: boolean) => void = () => undefined;
+  /** The connection's window tuner, on listeners that grow windows (the agent port). */
+  link: Http2LinkTuner | undefined;
   private readonly deframer: MessageDeframer;
   private headersSent = false;
   /** Our side is finished: a status was sent or the stream is gone. */

@@ -12,12 +12,15 @@ import { listen } from '../../common/listen.js';
 import type { Logger } from '../../common/log.js';
 import { GrpcStatus } from '../../proto/grpc-status.js';
 import { GrpcServerCall } from './call.js';
+import { Http2LinkTuner } from '../../common/http2-link-tuner.js';
 
 export type GrpcHandler = (call: GrpcServerCall) => void;
 
 export interface GrpcServerOptions {
   /** Receive window of each stream; each connection gets twice that. */
   windowBytes: number;
+  /** Grow the windows with the link's bandwidth-delay product up to this (common/http2-link-tuner). */
+  maxWindowBytes?: number;
   maxMessageBytes: number;
   /** Ping every connection this often; 0: never. */
   keepaliveTimeMs: number;
@@ -39,6 +42,7 @@ const CLOSE_GRACE_MS = 5000;
 export class GrpcServer {
   private readonly listeners: (http2.Http2Server | http2.Http2SecureServer)[] = [];
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly links = new WeakMap<http2.Http2Session, Http2LinkTuner>();
   private accepting = true;
 
   constructor(
@@ -120,6 +124,13 @@ export class GrpcServer {
     this.sessions.add(session);
     session.on('error', (err: Error) => this.log.debug({ error: err.message }, 'HTTP/2 connection error'));
     session.setLocalWindowSize(Math.min(MAX_WINDOW, this.options.windowBytes * 2));
+    const maxWindow = this.options.maxWindowBytes ?? 0;
+    if (maxWindow > this.options.windowBytes) {
+      this.links.set(
+        session,
+        new Http2LinkTuner(session, { windowBytes: this.options.windowBytes, maxWindowBytes: maxWindow }),
+      );
+    }
 
     let keepalive: NodeJS.Timeout | undefined;
     if (this.options.keepaliveTimeMs > 0) {
@@ -187,6 +198,11 @@ export class GrpcServer {
     const socket = stream.session?.socket;
     const peer = socket?.remoteAddress ? `${socket.remoteAddress}:${String(socket.remotePort)}` : 'unix';
     const call = new GrpcServerCall(stream, headers, peer, this.options.maxMessageBytes);
+    const link = stream.session && this.links.get(stream.session);
+    if (link) {
+      link.watch(stream);
+      call.link = link;
+    }
     if (!handler) {
       call.end(GrpcStatus.UNIMPLEMENTED, `unknown method ${path}`);
       return;

@@ -45,6 +45,7 @@ export class TunnelConnection {
           if (this.state !== 'closed') this.backend.send(windowUpdate(this.connectID, bytes));
         },
         tunedWindowLimit(local),
+        () => this.backend.rttMs(),
       );
     }
   }

@@ -50,6 +50,7 @@ describe('per-connection flow control', () => {
       400,
       (n) => updates.push(n),
       1600,
+      () => undefined,
       () => now,
     );
     // A quarter window (100) leaves within the growth interval: credit 100 + growth 400.
@@ -71,6 +72,7 @@ describe('per-connection flow control', () => {
       400,
       () => undefined,
       1600,
+      () => undefined,
       () => now,
     );
     now += WINDOW_GROWTH_INTERVAL_MS * 2;
@@ -82,12 +84,47 @@ describe('per-connection flow control', () => {
       400,
       () => undefined,
       1600,
+      () => undefined,
       () => now,
     );
     stalled.accept(400);
     stalled.hold(400);
     assert.equal(stalled.size, 400, 'bytes held by a reader that does not read: no credit, no growth');
     assert.equal(stalled.accept(MAX_OVERSHOOT + 1), false, 'and the peer may send no further');
+  });
+
+  it('auto-tunes by the measured round trip: grows on a far link, not on a fast near one', () => {
+    let now = 0;
+    let rtt: number | undefined = 40;
+    const w = new ReceiveWindow(
+      400,
+      () => undefined,
+      1600,
+      () => rtt,
+      () => now,
+    );
+    // 40 ms away: a quarter window within one round trip means the window is the bound.
+    now = 39;
+    w.accept(100);
+    w.delivered(100);
+    assert.equal(w.size, 800);
+    now += 41; // a quarter window (200) took longer than the round trip: the reader sets the pace
+    w.accept(200);
+    w.delivered(200);
+    assert.equal(w.size, 800);
+    // Near (0.2 ms): even a quarter window every millisecond is far from window-bound, though
+    // it is faster than the fixed interval used before a measurement.
+    rtt = 0.2;
+    now += 1;
+    w.accept(200);
+    w.delivered(200);
+    assert.equal(w.size, 800);
+    // The same pace before any measurement: the fixed interval takes it for a far link.
+    rtt = undefined;
+    now += 1;
+    w.accept(200);
+    w.delivered(200);
+    assert.equal(w.size, 1600);
   });
 
   it('flags a peer that sends past its window (one message of overshoot allowed)', () => {
