@@ -89,7 +89,7 @@ export class GrpcServerCall implements GatedStream {
 
   /** Sends the response headers now, with our metadata; otherwise they go with the first message. */
   sendHeaders(metadata: Record<string, string> = {}): void {
-    if (this.headersSent || this.ended) return;
+    if (this.headersSent || this.ended || this.stream.destroyed) return;
     this.headersSent = true;
     this.stream.respond(
       { ':status': 200, 'content-type': 'application/grpc', ...metadata },
@@ -98,7 +98,7 @@ export class GrpcServerCall implements GatedStream {
   }
 
   write(p: Packet): boolean {
-    if (this.ended) return true;
+    if (this.ended || this.stream.destroyed) return true;
     this.sendHeaders();
     return this.stream.write(encodeFramedPacket(p));
   }
@@ -107,7 +107,8 @@ export class GrpcServerCall implements GatedStream {
   end(code: number = GrpcStatus.OK, message = ''): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.closed) return;
+    // Destroyed a moment ago (connection lost), its 'close' not yet delivered: nothing to send.
+    if (this.closed || this.stream.destroyed) return;
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(
@@ -161,13 +162,22 @@ export class GrpcServerCall implements GatedStream {
     if (this.ended) return; // a failed call drops what still arrives
     try {
       this.deframer.push(chunk, (message) => {
-        if (!this.ended) this.onPacket(decodePacket(message));
+        if (this.ended) return;
+        let packet: Packet;
+        try {
+          packet = decodePacket(message);
+        } catch (err) {
+          this.fail(GrpcStatus.INTERNAL, `cannot decode a packet: ${(err as Error).message}`);
+          return;
+        }
+        this.onPacket(packet);
       });
     } catch (err) {
       if (err instanceof GrpcFramingError) {
         this.fail(err.tooLarge ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.UNIMPLEMENTED, err.message);
       } else {
-        this.fail(GrpcStatus.INTERNAL, `cannot decode a packet: ${(err as Error).message}`);
+        // A bug in the handler: this call ends, the process and every other call go on.
+        this.fail(GrpcStatus.INTERNAL, `internal error: ${(err as Error).message}`);
       }
     }
   }

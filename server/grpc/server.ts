@@ -117,6 +117,7 @@ export class GrpcServer {
 
   /** Per connection: windows, keepalive pings, the idle timer, and our list for shutdown. */
   private watch(session: http2.ServerHttp2Session): void {
+    if (session.destroyed) return; // its socket failed at once: nothing to watch
     if (!this.accepting) {
       session.destroy();
       return;
@@ -184,6 +185,7 @@ export class GrpcServer {
 
   private route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', () => undefined); // a reset stream before its call exists
+    if (stream.destroyed) return;
     if (headers[':method'] !== 'POST') {
       stream.respond({ ':status': 405 }, { endStream: true });
       return;
