@@ -17,6 +17,7 @@ import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { waitFor, within } from '../support/wait.js';
 import { testPki } from '../support/pki.js';
 import { deterministicChunks, hashOf, readAllHash, writeAll } from '../support/targets.js';
+import { freezableRelay } from '../support/frozen-relay.js';
 
 type Call = ServerDuplexStream<Packet, Packet>;
 
@@ -165,18 +166,8 @@ describe('gRPC dialer against grpc-js', () => {
   });
 
   it('gives up on a connection whose server stops answering keepalive pings', async () => {
-    // A Unix-socket relay to the grpc-js server that can be frozen: bytes stop moving both ways.
-    let frozen = false;
     const relaySock = join(dir, 'relay.sock');
-    const relay = net.createServer((inbound) => {
-      const outbound = net.connect(grpcSock);
-      inbound.on('data', (d) => frozen || outbound.write(d));
-      outbound.on('data', (d) => frozen || inbound.write(d));
-      inbound.on('error', () => outbound.destroy());
-      outbound.on('error', () => inbound.destroy());
-      inbound.on('close', () => outbound.destroy());
-    });
-    await new Promise<void>((resolve) => relay.listen(relaySock, resolve));
+    const relay = await freezableRelay(grpcSock, relaySock);
     try {
       const call = new GrpcClientCall(
         { uds: relaySock },
@@ -191,12 +182,12 @@ describe('gRPC dialer against grpc-js', () => {
         );
       }
       assert.equal(call.open, true);
-      frozen = true;
+      relay.freeze();
       const err = await within(ended, 10_000, 'the call to give up');
       assert.match(String(err?.message), /keepalive ping not answered within 1000ms/);
       assert.equal(call.open, false);
     } finally {
-      await new Promise<void>((resolve) => relay.close(() => resolve()));
+      await relay.close();
     }
   });
 });

@@ -18,6 +18,7 @@ import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { createLogger } from '../../common/log.js';
 import { waitFor, within } from '../support/wait.js';
 import { deterministicChunks, hashOf } from '../support/targets.js';
+import { freezableRelay } from '../support/frozen-relay.js';
 import { createHash } from 'node:crypto';
 
 const log = createLogger({ component: 'test', level: 'silent' });
@@ -241,19 +242,8 @@ describe('our gRPC server', () => {
 
   it('closes a connection whose client stops answering keepalive pings, and tells the call why', async () => {
     const pinging = await start({ keepaliveTimeMs: 100, keepaliveTimeoutMs: 500 });
-    // A relay that can be frozen: bytes stop moving both ways.
-    let frozen = false;
     const relaySock = join(dir, 'relay.sock');
-    const relay = net.createServer((inbound) => {
-      const outbound = net.connect(pinging);
-      inbound.on('data', (d) => frozen || outbound.write(d));
-      outbound.on('data', (d) => frozen || inbound.write(d));
-      inbound.on('error', () => outbound.destroy());
-      outbound.on('error', () => inbound.destroy());
-      inbound.on('close', () => outbound.destroy());
-      outbound.on('close', () => inbound.destroy());
-    });
-    await new Promise<void>((resolve) => relay.listen(relaySock, resolve));
+    const relay = await freezableRelay(pinging, relaySock);
     const session = http2.connect('http://localhost', { createConnection: () => net.connect(relaySock) });
     session.on('error', () => undefined);
     closedReasons = [];
@@ -267,7 +257,7 @@ describe('our gRPC server', () => {
       session.on('ping', () => pings++);
       await waitFor('pings answered', () => pings >= 3 || undefined);
       assert.deepEqual(closedReasons, []);
-      frozen = true;
+      relay.freeze();
       const reason = await within(
         waitFor('call closed', () => closedReasons[0]),
         10_000,
@@ -276,7 +266,7 @@ describe('our gRPC server', () => {
       assert.match(reason, /aborted|closed/);
     } finally {
       session.destroy();
-      await new Promise<void>((resolve) => relay.close(() => resolve()));
+      await relay.close();
     }
   });
 
