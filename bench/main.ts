@@ -11,7 +11,6 @@ import { dial } from '../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
 import { metric } from '../test/support/processes.js';
 import { waitFor } from '../test/support/wait.js';
-import { DelayProxy } from '../test/support/delay-proxy.js';
 import { waitReady } from '../test/support/processes.js';
 import * as s from './scenarios.js';
 
@@ -25,13 +24,24 @@ function rssKiB(pid: number | undefined): number {
   return Number(m?.[1] ?? 0);
 }
 
-async function startTarget(): Promise<{ address: string; stop: () => void }> {
-  const script = join(dirname(fileURLToPath(import.meta.url)), 'target.js');
-  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Runs one of the bench's helper scripts in a process of its own; it prints its port. */
+async function helper(name: string, args: string[] = []): Promise<{ port: number; stop: () => void }> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), name);
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<string>((resolve) => {
     createInterface({ input: child.stdout }).once('line', resolve);
   });
-  return { address: `127.0.0.1:${port.trim()}`, stop: () => child.kill('SIGTERM') };
+  return { port: Number(port.trim()), stop: () => child.kill('SIGTERM') };
+}
+
+async function startTarget(): Promise<{ address: string; stop: () => void }> {
+  const t = await helper('target.js');
+  return { address: `127.0.0.1:${String(t.port)}`, stop: t.stop };
+}
+
+/** A delay proxy (test/support/delay-proxy.ts) in front of `port`, delaying each way by rtt / 2. */
+function startDelay(port: number, rtt: number): Promise<{ port: number; stop: () => void }> {
+  return helper('delay-proxy.js', [String(port), String(rtt / 2)]);
 }
 
 interface Figures {
@@ -59,7 +69,7 @@ const RTTS = [10, 50];
 /** The tunnel with the agent `rtt` ms (round trip) away from the server. */
 async function tunnelAcross(mode: 'grpc' | 'http-connect', rtt: number, address: string) {
   const c = await startCluster(mode, 'uds', { agents: 0 });
-  const delay = await new DelayProxy(c.server.agentPort, rtt / 2).start();
+  const delay = await startDelay(c.server.agentPort, rtt);
   try {
     await c.startAgent([`--proxy-server-port=${delay.port}`]);
     await waitReady(c.server);
@@ -70,13 +80,13 @@ async function tunnelAcross(mode: 'grpc' | 'http-connect', rtt: number, address:
     };
   } finally {
     await c.stop();
-    await delay.stop();
+    delay.stop();
   }
 }
 
 /** Plain TCP to the target through the same kind of delay. */
 async function tcpAcross(rtt: number, address: string) {
-  const delay = await new DelayProxy(Number(address.split(':')[1]), rtt / 2).start();
+  const delay = await startDelay(Number(address.split(':')[1]), rtt);
   try {
     const via = `127.0.0.1:${delay.port}`;
     return {
@@ -84,7 +94,7 @@ async function tcpAcross(rtt: number, address: string) {
       uploadMBps: await s.upload(s.plainTcp, via, DELAYED_BYTES),
     };
   } finally {
-    await delay.stop();
+    delay.stop();
   }
 }
 

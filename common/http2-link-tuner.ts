@@ -75,7 +75,8 @@ export class Http2LinkTuner {
     const limit = Math.min(MAX_HTTP2_WINDOW, this.options.maxWindowBytes);
     if (this.window >= limit || this.sample < this.window / 4) return;
     if (this.session.destroyed || this.session.closed) return;
-    this.window = Math.min(limit, Math.max(this.window * 2, this.sample * 2));
+    // Four round trips of slack, as the threshold above: straight there, not by doublings.
+    this.window = Math.min(limit, Math.max(this.window * 2, this.sample * 4));
     // SETTINGS_INITIAL_WINDOW_SIZE applies to open streams too (RFC 9113 §6.9.2).
     this.session.settings({ initialWindowSize: this.window });
     this.session.setLocalWindowSize(Math.min(MAX_HTTP2_WINDOW, this.window * 2));

@@ -75,17 +75,17 @@ export class SendCredit {
 export const MAX_OVERSHOOT = 4 * 1024 * 1024;
 
 /**
- * Window auto-tuning. When a quarter window leaves the receiver within one round trip of the
+ * Window auto-tuning. When a quarter window leaves the receiver within two round trips of the
  * link (measured by HTTP/2 PING, common/http2-link-tuner.ts) since the last credit return, the
- * window is less than about four bandwidth-delay products, and it doubles (up to the tuning
- * limit). Four, not Go's 1.5: credit goes back in quarter-window batches and crosses two busy
- * event loops, so a connection needs that much slack to keep moving (measured at 50 ms). A
- * link that is fast but near (loopback, one zone) stays far below that, so its windows, and
- * what a stalled reader can hold, stay at the configured size. Before the first measurement,
- * a fixed interval stands in. Growth needs a reader that keeps up: a stalled one returns no
- * credit, so it never holds more than its window.
+ * window is less than about eight bandwidth-delay products, and it doubles (up to the tuning
+ * limit). Eight, not Go's 1.5: credit goes back in quarter-window batches and crosses two busy
+ * event loops, and queues on the agent's send side count against the window too; with less
+ * slack, 50 ms downloads were slower (measured). A link that is fast but near (loopback, one
+ * zone) stays far below that, so its windows, and what a stalled reader can hold, stay at the
+ * configured size. Before the first measurement, a fixed interval stands in. Growth needs a
+ * reader that keeps up: a stalled one returns no credit, so it never holds more than its window.
  */
-export const WINDOW_GROWTH_RTT_FRACTION = 1;
+export const WINDOW_GROWTH_RTT_FRACTION = 2;
 export const WINDOW_GROWTH_INTERVAL_MS = 25;
 
 /** Auto-tuning grows a connection's window to at most this many times the configured one. */

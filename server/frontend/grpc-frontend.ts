@@ -17,6 +17,17 @@ export type ProxyCall = GrpcServerCall;
 
 let nextStreamSeq = 1;
 
+/**
+ * Bytes from the target that may wait in our send buffer of a Proxy stream before deliver()
+ * says "full", and the level it must fall to before the connection is told it drained. An
+ * HTTP/2 stream emits 'drain' only once its buffer is empty, which a steady flow never
+ * reaches: credit (flow-control) would then come back a whole window at a time, stop-and-wait.
+ * Counting each message out as it leaves keeps credit flowing; memory stays bounded by the
+ * connection's window plus this.
+ */
+const SEND_BUFFER_HIGH = 1024 * 1024;
+const SEND_BUFFER_LOW = SEND_BUFFER_HIGH / 2;
+
 export interface GrpcFrontendOptions {
   /** Dials per second one HTTP/2 connection may start (burst the same); 0: no limit. */
   maxDialsPerSecond?: number;
@@ -63,6 +74,9 @@ class ProxyStream implements FrontendSink {
   private dial: DialHandle | undefined;
   private conn: TunnelConnection | undefined;
   private halfClose = false;
+  /** Target bytes handed to the stream and not yet written out (see SEND_BUFFER_HIGH). */
+  private unsent = 0;
+  private full = false;
 
   constructor(
     private readonly call: ProxyCall,
@@ -90,7 +104,6 @@ class ProxyStream implements FrontendSink {
       if (failed) this.metrics.streamError('from_client', 'Unknown', undefined);
       this.clientGone(reason);
     };
-    this.call.on('drain', () => this.conn?.frontendDrained());
   }
 
   private send(p: Packet): boolean {
@@ -202,7 +215,18 @@ class ProxyStream implements FrontendSink {
   deliver(data: Buffer): boolean {
     const conn = this.conn;
     if (!conn) return true;
-    return this.send(packets.data(conn.connectID, data));
+    const bytes = data.length;
+    this.unsent += bytes;
+    this.metrics.packet('to_client', PacketType.DATA);
+    this.call.write(packets.data(conn.connectID, data), () => {
+      this.unsent -= bytes;
+      if (this.full && this.unsent <= SEND_BUFFER_LOW) {
+        this.full = false;
+        conn.frontendDrained();
+      }
+    });
+    if (this.unsent > SEND_BUFFER_HIGH) this.full = true;
+    return !this.full;
   }
 
   endFromAgent(): void {

@@ -97,10 +97,11 @@ export class GrpcServerCall implements GatedStream {
     );
   }
 
-  write(p: Packet): boolean {
+  /** `written` runs once the message has left for the socket (not on a destroyed stream). */
+  write(p: Packet, written?: () => void): boolean {
     if (this.ended || this.stream.destroyed) return true;
     this.sendHeaders();
-    return this.stream.write(encodeFramedPacket(p));
+    return this.stream.write(encodeFramedPacket(p), written);
   }
 
   /** Finishes the call with a status: in trailers, or trailers-only if nothing was sent yet. */

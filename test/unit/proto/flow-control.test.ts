@@ -103,12 +103,12 @@ describe('per-connection flow control', () => {
       () => rtt,
       () => now,
     );
-    // 40 ms away: a quarter window within one round trip means the window is the bound.
-    now = 39;
+    // 40 ms away: a quarter window within two round trips means the window is the bound.
+    now = 79;
     w.accept(100);
     w.delivered(100);
     assert.equal(w.size, 800);
-    now += 41; // a quarter window (200) took longer than the round trip: the reader sets the pace
+    now += 81; // a quarter window (200) took longer than two round trips: the reader sets the pace
     w.accept(200);
     w.delivered(200);
     assert.equal(w.size, 800);
