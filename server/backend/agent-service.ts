@@ -46,6 +46,8 @@ export class AgentService {
       this.admit(stream, agentID, peer);
       return;
     }
+    // Whatever the agent sends meanwhile waits in the stream, for admit() to read.
+    stream.pause();
     void auth.authenticate(stream.header(MetadataKey.authorization)).then((result) => {
       if (result.ok) {
         this.log.debug({ agentID, peer, user: result.user }, 'agent token accepted');
@@ -113,5 +115,6 @@ export class AgentService {
       if (failed) this.metrics.streamError('from_agent', 'Unknown', undefined);
       leave(reason);
     };
+    stream.resume();
   }
 }
