@@ -198,7 +198,9 @@ export class GrpcServer {
     const path = headers[':path'] ?? '';
     const handler = Object.hasOwn(this.routes, path) ? this.routes[path] : undefined;
     const socket = stream.session?.socket;
-    const peer = socket?.remoteAddress ? `${socket.remoteAddress}:${String(socket.remotePort)}` : 'unix';
+    const address = socket?.remoteAddress;
+    const host = address?.includes(':') ? `[${address}]` : address;
+    const peer = host ? `${host}:${String(socket?.remotePort)}` : 'unix';
     const call = new GrpcServerCall(stream, headers, peer, this.options.maxMessageBytes);
     const link = stream.session && this.links.get(stream.session);
     if (link) {
