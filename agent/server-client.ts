@@ -2,7 +2,7 @@
 // and DIAL_CLS, dials targets, and multiplexes their bytes by connectID.
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { PacketType, packets, packetTypeName, type Packet } from '../proto/packet.js';
+import { PacketType, packetBytes, packets, packetTypeName, type Packet } from '../proto/packet.js';
 import { CONNECT_METHOD } from '../proto/services.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
 import { GrpcClientCall, type GrpcCallOptions, type GrpcTarget } from '../proto/grpc-client-call.js';
@@ -163,7 +163,9 @@ export class ServerClient implements StreamSender {
   send(packet: Packet): boolean {
     if (this.closed || !this.call) return true;
     this.config.metrics.packet('to_server', packet.type);
-    return this.call.write(packet);
+    const call = this.call;
+    if (!this.gate) return call.write(packet);
+    return this.gate.send(packetBytes(packet), (written) => call.write(packet, written));
   }
 
   whenWritable(fn: () => void): void {

@@ -1,29 +1,45 @@
 // Backpressure state of one shared stream, the agent stream, on the server and on the agent
-// alike: many connections may wait for it to drain, and any of them may hold its reads paused
-// (counted, so the stream resumes only when the last one lets go).
+// alike: many connections may wait for it to have room, and any of them may hold its reads
+// paused (counted, so the stream resumes only when the last one lets go).
+//
+// "Room" is counted here, message by message as each is written out, not taken from the
+// stream's 'drain' event: an HTTP/2 stream emits 'drain' only once its buffer is empty, which
+// a steady flow never reaches, so every sender would stop and wait for the whole buffer to
+// empty before refilling it. Memory stays bounded: at most SEND_BUFFER_HIGH plus one message.
 
-/** What the gate needs of a stream: our gRPC server call and the agent's HTTP/2 stream have it. */
+export const SEND_BUFFER_HIGH = 1024 * 1024;
+const SEND_BUFFER_LOW = SEND_BUFFER_HIGH / 2;
+
+/** What the gate needs of a stream: our gRPC calls, server side and client side, have it. */
 export interface GatedStream {
-  readonly writableNeedDrain: boolean;
   pause(): unknown;
   resume(): unknown;
-  on(event: 'drain', listener: () => void): unknown;
 }
 
 export class StreamGate {
   private readPauses = 0;
+  private unsent = 0;
   private waiters: (() => void)[] = [];
   private closed = false;
 
-  constructor(private readonly stream: GatedStream) {
-    stream.on('drain', () => {
-      this.release();
+  constructor(private readonly stream: GatedStream) {}
+
+  /**
+   * Writes `bytes` through `write`, which must call its argument once they are written out.
+   * False when the buffer is over its high mark: wait with whenWritable().
+   */
+  send(bytes: number, write: (written: () => void) => void): boolean {
+    this.unsent += bytes;
+    write(() => {
+      this.unsent -= bytes;
+      if (this.unsent <= SEND_BUFFER_LOW && this.waiters.length > 0) this.release();
     });
+    return this.unsent <= SEND_BUFFER_HIGH;
   }
 
   /** Calls `fn` once the stream has room again (at once if it has, or once it is closed). */
   whenWritable(fn: () => void): void {
-    if (this.closed || !this.stream.writableNeedDrain) fn();
+    if (this.closed || this.unsent <= SEND_BUFFER_HIGH) fn();
     else this.waiters.push(fn);
   }
 

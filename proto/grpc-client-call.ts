@@ -177,8 +177,9 @@ export class GrpcClientCall {
     this.onEnd(err);
   }
 
-  write(p: Packet): boolean {
-    return this.stream.write(encodeFramedPacket(p));
+  /** `written` runs once the message has left for the socket. */
+  write(p: Packet, written?: () => void): boolean {
+    return this.stream.write(encodeFramedPacket(p), written);
   }
 
   /** Our side is done; the connection goes when the server has finished too. */

@@ -111,3 +111,8 @@ export const packets = {
   drain: (): DrainPacket => ({ type: PacketType.DRAIN }),
   empty: EMPTY,
 };
+
+/** About what a packet takes in a send buffer: its payload plus framing, or a small constant. */
+export function packetBytes(p: Packet): number {
+  return p.type === PacketType.DATA ? p.data.length + 32 : 64;
+}

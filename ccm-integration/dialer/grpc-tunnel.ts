@@ -13,6 +13,7 @@ import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../.
 import { dialResponseError, ErrorCode, TunnelError } from '../../common/errors.js';
 import type { DialOptions, FrontendAddress } from './frontend-address.js';
 import { watchDial } from './dial-watch.js';
+import { SEND_BUFFER_HIGH } from '../../common/stream-gate.js';
 
 export { GrpcStatusError } from '../../proto/grpc-status.js';
 
@@ -143,7 +144,10 @@ export class GrpcTunnelSocket extends Duplex {
       cb(new TunnelError(ErrorCode.TUNNEL_CLOSED, 'connection closed by the proxy'));
       return;
     }
-    if (this.call.write(packets.data(this.connectID, chunk))) cb();
+    this.call.write(packets.data(this.connectID, chunk));
+    // Not the stream's own 16 KiB mark: 'drain' waits for an empty buffer, so stopping at it
+    // would leave the connection idle between refills (common/stream-gate.ts).
+    if (this.call.stream.writableLength <= SEND_BUFFER_HIGH) cb();
     else this.call.stream.once('drain', () => cb());
   }
 

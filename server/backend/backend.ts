@@ -1,7 +1,7 @@
 // One agent stream (/AgentService/Connect): what the broker sends to an agent and the
 // backpressure state of that stream. Every connection of the agent is multiplexed on it.
 import net from 'node:net';
-import type { Packet } from '../../proto/packet.js';
+import { packetBytes, type Packet } from '../../proto/packet.js';
 import type { GrpcServerCall } from '../grpc/call.js';
 import type { AgentIdentifiers } from '../../proto/agent-identifiers.js';
 import type { Logger } from '../../common/log.js';
@@ -60,7 +60,7 @@ export class Backend {
   send(packet: Packet): boolean {
     if (this.closed) return true;
     this.metrics.packet('to_agent', packet.type);
-    return this.stream.write(packet);
+    return this.gate.send(packetBytes(packet), (written) => this.stream.write(packet, written));
   }
 
   /** Calls `fn` once the stream has room again (at once if it has). */

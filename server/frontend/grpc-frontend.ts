@@ -10,23 +10,13 @@ import type { FrontendSink } from '../tunnel/frontend-sink.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
 import type { GrpcServerCall } from '../grpc/call.js';
+import { StreamGate } from '../../common/stream-gate.js';
 import { TokenBucket } from '../../common/rate-limit.js';
 import { auditDial } from '../tunnel/audit.js';
 
 export type ProxyCall = GrpcServerCall;
 
 let nextStreamSeq = 1;
-
-/**
- * Bytes from the target that may wait in our send buffer of a Proxy stream before deliver()
- * says "full", and the level it must fall to before the connection is told it drained. An
- * HTTP/2 stream emits 'drain' only once its buffer is empty, which a steady flow never
- * reaches: credit (flow-control) would then come back a whole window at a time, stop-and-wait.
- * Counting each message out as it leaves keeps credit flowing; memory stays bounded by the
- * connection's window plus this.
- */
-const SEND_BUFFER_HIGH = 1024 * 1024;
-const SEND_BUFFER_LOW = SEND_BUFFER_HIGH / 2;
 
 export interface GrpcFrontendOptions {
   /** Dials per second one HTTP/2 connection may start (burst the same); 0: no limit. */
@@ -74,9 +64,12 @@ class ProxyStream implements FrontendSink {
   private dial: DialHandle | undefined;
   private conn: TunnelConnection | undefined;
   private halfClose = false;
-  /** Target bytes handed to the stream and not yet written out (see SEND_BUFFER_HIGH). */
-  private unsent = 0;
-  private full = false;
+  /**
+   * Room in our send buffer, counted as each message is written out (common/stream-gate.ts):
+   * waiting for 'drain' would return flow-control credit a whole window at a time.
+   */
+  private readonly gate: StreamGate;
+  private waitingForRoom = false;
 
   constructor(
     private readonly call: ProxyCall,
@@ -85,7 +78,9 @@ class ProxyStream implements FrontendSink {
     readonly log: Logger,
     /** The dial-rate bucket of this stream's HTTP/2 connection. */
     private readonly rateLimit: TokenBucket | undefined,
-  ) {}
+  ) {
+    this.gate = new StreamGate(call);
+  }
 
   start(): void {
     this.metrics.grpcConnections.labels('Proxy').inc();
@@ -215,18 +210,17 @@ class ProxyStream implements FrontendSink {
   deliver(data: Buffer): boolean {
     const conn = this.conn;
     if (!conn) return true;
-    const bytes = data.length;
-    this.unsent += bytes;
     this.metrics.packet('to_client', PacketType.DATA);
-    this.call.write(packets.data(conn.connectID, data), () => {
-      this.unsent -= bytes;
-      if (this.full && this.unsent <= SEND_BUFFER_LOW) {
-        this.full = false;
-        conn.frontendDrained();
-      }
-    });
-    if (this.unsent > SEND_BUFFER_HIGH) this.full = true;
-    return !this.full;
+    const packet = packets.data(conn.connectID, data);
+    const room = this.gate.send(data.length, (written) => this.call.write(packet, written));
+    if (!room && !this.waitingForRoom) {
+      this.waitingForRoom = true;
+      this.gate.whenWritable(() => {
+        this.waitingForRoom = false;
+        if (this.state !== 'done') conn.frontendDrained();
+      });
+    }
+    return room;
   }
 
   endFromAgent(): void {
@@ -256,6 +250,7 @@ class ProxyStream implements FrontendSink {
   private finish(): void {
     if (this.state === 'done') return;
     this.state = 'done';
+    this.gate.close();
     this.metrics.grpcConnections.labels('Proxy').dec();
     if (!this.call.writableEnded) this.call.end();
   }

@@ -83,10 +83,6 @@ export class GrpcServerCall implements GatedStream {
     return this.closed;
   }
 
-  get writableNeedDrain(): boolean {
-    return this.stream.writableNeedDrain;
-  }
-
   /** Sends the response headers now, with our metadata; otherwise they go with the first message. */
   sendHeaders(metadata: Record<string, string> = {}): void {
     if (this.headersSent || this.ended || this.stream.destroyed) return;
