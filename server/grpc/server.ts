@@ -36,7 +36,7 @@ export interface TlsListenOptions extends SecureContextOptions {
 }
 
 const MAX_WINDOW = 2 ** 31 - 1;
-/** After GOAWAY, how long open streams of an idle-closed or stopping connection may take. */
+/** After an idle connection's GOAWAY, how long before it is destroyed if it has not closed. */
 const CLOSE_GRACE_MS = 5000;
 
 export class GrpcServer {
