@@ -33,6 +33,19 @@ export class Http2LinkTuner {
     private readonly options: LinkTunerOptions,
   ) {
     this.window = options.windowBytes;
+    // One measurement at once, so an idle link shows its round trip too (the agents listing).
+    if (!session.connecting) this.measureNow();
+    else session.once('connect', () => this.measureNow());
+  }
+
+  private measureNow(): void {
+    if (this.pinging || this.session.destroyed || this.session.closed) return;
+    this.lastPingAt = performance.now();
+    this.sample = 0;
+    this.pinging = this.session.ping((err, durationMs) => {
+      this.pinging = false;
+      if (!err) this.measured(durationMs);
+    });
   }
 
   /** Counts the bytes of every DATA frame `stream` receives. */

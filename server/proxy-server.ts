@@ -202,6 +202,8 @@ export class ProxyServer {
       openConnections: b.connections.size,
       pendingDials: b.pendingDials,
       extensions: [...b.extensions],
+      rttMs: roundTo(b.rttMs(), 2),
+      receiveWindowBytes: b.receiveWindowBytes(),
     }));
     const body = JSON.stringify(
       { serverID: this.config.serverID, serverCount: this.config.serverCount, agents },
@@ -401,4 +403,8 @@ export class ProxyServer {
     for (const f of this.httpFrontends) f.destroyAll();
     await Promise.all(this.endpoints.map((e) => e.close()));
   }
+}
+
+function roundTo(n: number | undefined, digits: number): number | undefined {
+  return n === undefined ? undefined : Number(n.toFixed(digits));
 }

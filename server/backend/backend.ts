@@ -43,6 +43,11 @@ export class Backend {
     return this.stream.link?.rttMs;
   }
 
+  /** The HTTP/2 stream window we grant the agent now (it grows on far links). */
+  receiveWindowBytes(): number | undefined {
+    return this.stream.link?.windowBytes;
+  }
+
   /** The agent's cidr identifiers as one matcher, built on first use. */
   cidrList(): net.BlockList {
     if (!this.cidrs) {

@@ -121,6 +121,8 @@ describe('destHost routing', () => {
         draining: boolean;
         connectedSince: string;
         openConnections: number;
+        rttMs?: number;
+        receiveWindowBytes?: number;
       }[];
     };
     const ids = listing.agents.map((a) => a.agentID).sort();
@@ -132,6 +134,9 @@ describe('destHost routing', () => {
     assert.equal(b.draining, false);
     assert.ok(!Number.isNaN(Date.parse(b.connectedSince)));
     assert.equal(typeof b.openConnections, 'number');
+    // Measured by a PING when the agent connected: a loopback round trip, well under a second.
+    assert.ok(typeof b.rttMs === 'number' && b.rttMs >= 0 && b.rttMs < 1000, `rttMs ${String(b.rttMs)}`);
+    assert.equal(b.receiveWindowBytes, 16 * 1024 * 1024, 'the configured agent window: no growth near by');
   });
 });
 
