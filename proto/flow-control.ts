@@ -75,18 +75,19 @@ export class SendCredit {
 export const MAX_OVERSHOOT = 4 * 1024 * 1024;
 
 /**
- * Window auto-tuning. When a quarter window leaves the receiver within two round trips of the
- * link (measured by HTTP/2 PING, common/http2-link-tuner.ts) since the last credit return, the
- * window is less than about eight bandwidth-delay products, and it doubles (up to the tuning
- * limit). Eight, not Go's 1.5: credit goes back in quarter-window batches and crosses two busy
- * event loops, and queues on the agent's send side count against the window too; with less
- * slack, 50 ms downloads were slower (measured). A link that is fast but near (loopback, one
- * zone) stays far below that, so its windows, and what a stalled reader can hold, stay at the
- * configured size. Before the first measurement, a fixed interval stands in. Growth needs a
- * reader that keeps up: a stalled one returns no credit, so it never holds more than its window.
+ * Window auto-tuning. When a whole window leaves the receiver within four round trips of the
+ * link (measured by HTTP/2 PING, common/http2-link-tuner.ts), the window is less than about
+ * four bandwidth-delay products and it doubles (up to the tuning limit). Four, not Go's 1.5:
+ * credit goes back in quarter-window batches and crosses two busy event loops, and queues on
+ * the sending side count against the window too. Measured over a whole window, not one batch,
+ * because writes complete in bursts: a quarter window can "leave" in a moment on a link that
+ * is not fast at all. A link that is fast but near (loopback, one zone) stays far below that,
+ * so its windows, and what a stalled reader can hold, stay at the configured size. Before the
+ * first measurement, a fixed time stands in. Growth needs a reader that keeps up: a stalled one
+ * returns no credit, so it never holds more than its window.
  */
-export const WINDOW_GROWTH_RTT_FRACTION = 2;
-export const WINDOW_GROWTH_INTERVAL_MS = 25;
+export const WINDOW_GROWTH_ROUND_TRIPS = 4;
+export const WINDOW_GROWTH_UNMEASURED_MS = 100;
 
 /** Auto-tuning grows a connection's window to at most this many times the configured one. */
 export const WINDOW_GROWTH_LIMIT = 16;
@@ -102,7 +103,9 @@ export class ReceiveWindow {
   /** Received and not yet credited back. */
   private outstanding = 0;
   private window: number;
-  private lastUpdateAt: number;
+  /** Credited since `measureStart`: growth is judged once a whole window has left. */
+  private measured = 0;
+  private measureStart: number;
 
   constructor(
     window: number,
@@ -114,7 +117,7 @@ export class ReceiveWindow {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.window = window;
-    this.lastUpdateAt = now();
+    this.measureStart = now();
   }
 
   /** The current window (it grows with auto-tuning). */
@@ -133,23 +136,27 @@ export class ReceiveWindow {
     this.unacked += bytes;
     // Credit goes back in batches of at least a quarter window, to keep control packets rare.
     if (this.unacked < Math.floor(this.window / 4)) return;
-    const t = this.now();
     let growth = 0;
-    if (this.window < this.maxWindow && t - this.lastUpdateAt < this.growthInterval()) {
-      growth = Math.min(this.window, this.maxWindow - this.window);
-      this.window += growth;
+    this.measured += this.unacked;
+    if (this.measured >= this.window) {
+      const t = this.now();
+      if (this.window < this.maxWindow && t - this.measureStart < this.growthTime()) {
+        growth = Math.min(this.window, this.maxWindow - this.window);
+        this.window += growth;
+      }
+      this.measureStart = t;
+      this.measured = 0;
     }
-    this.lastUpdateAt = t;
     // The extra credit is the growth: the sender just sees more room.
     this.sendUpdate(this.unacked + growth);
     this.outstanding -= this.unacked;
     this.unacked = 0;
   }
 
-  /** A quarter window arriving faster than this means the connection is window-bound. */
-  private growthInterval(): number {
+  /** A whole window leaving faster than this means the connection is window-bound. */
+  private growthTime(): number {
     const rtt = this.rttMs();
-    return rtt === undefined ? WINDOW_GROWTH_INTERVAL_MS : rtt * WINDOW_GROWTH_RTT_FRACTION;
+    return rtt === undefined ? WINDOW_GROWTH_UNMEASURED_MS : rtt * WINDOW_GROWTH_ROUND_TRIPS;
   }
 
   /** Bytes handed on into a full buffer: their credit waits for drained(). */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   MAX_OVERSHOOT,
   ReceiveWindow,
-  WINDOW_GROWTH_INTERVAL_MS,
+  WINDOW_GROWTH_UNMEASURED_MS,
   SendCredit,
   parseConnectionWindow,
   parseWindowUpdate,
@@ -43,7 +43,7 @@ describe('per-connection flow control', () => {
     assert.deepEqual(updates, [120, 200]);
   });
 
-  it('auto-tunes: a window consumed quickly doubles (up to its limit), a slow or stalled one never grows', () => {
+  it('auto-tunes: a whole window consumed quickly doubles (up to its limit), a slow or stalled one never grows', () => {
     let now = 0;
     const updates: number[] = [];
     const w = new ReceiveWindow(
@@ -53,19 +53,24 @@ describe('per-connection flow control', () => {
       () => undefined,
       () => now,
     );
-    // A quarter window (100) leaves within the growth interval: credit 100 + growth 400.
-    now = WINDOW_GROWTH_INTERVAL_MS - 1;
-    w.accept(100);
+    // Credit goes back per quarter window (100); growth is judged once a whole window has left.
+    now = 10;
+    for (let i = 0; i < 3; i++) w.delivered(100);
+    assert.deepEqual(updates, [100, 100, 100]);
+    assert.equal(w.size, 400);
+    now = WINDOW_GROWTH_UNMEASURED_MS - 1; // the whole window (400) within the time: + 400
     w.delivered(100);
-    assert.deepEqual(updates, [500]);
+    assert.deepEqual(updates, [100, 100, 100, 500]);
     assert.equal(w.size, 800);
     // The peer may now have 800 in flight (plus one message of overshoot).
-    assert.equal(w.accept(800 + MAX_OVERSHOOT - 0), true);
-    w.delivered(200); // quarter of 800, fast again: grows to the limit
+    assert.equal(w.accept(800 + MAX_OVERSHOOT), true);
+    now += 1;
+    for (let i = 0; i < 4; i++) w.delivered(200); // a whole window of 800, fast again: to the limit
     assert.equal(w.size, 1600);
-    assert.deepEqual(updates, [500, 1000]);
-    w.delivered(400); // fast, but at the limit: credit only
-    assert.deepEqual(updates, [500, 1000, 400]);
+    assert.deepEqual(updates.slice(4), [200, 200, 200, 1000]);
+    now += 1;
+    for (let i = 0; i < 4; i++) w.delivered(400); // fast, but at the limit: credit only
+    assert.deepEqual(updates.slice(8), [400, 400, 400, 400]);
     assert.equal(w.size, 1600);
 
     const slow = new ReceiveWindow(
@@ -75,10 +80,9 @@ describe('per-connection flow control', () => {
       () => undefined,
       () => now,
     );
-    now += WINDOW_GROWTH_INTERVAL_MS * 2;
-    slow.accept(100);
-    slow.delivered(100);
-    assert.equal(slow.size, 400, 'a quarter window that took longer than the interval: no growth');
+    now += WINDOW_GROWTH_UNMEASURED_MS + 1;
+    for (let i = 0; i < 4; i++) slow.delivered(100);
+    assert.equal(slow.size, 400, 'a whole window that took longer than the time: no growth');
 
     const stalled = new ReceiveWindow(
       400,
@@ -93,7 +97,7 @@ describe('per-connection flow control', () => {
     assert.equal(stalled.accept(MAX_OVERSHOOT + 1), false, 'and the peer may send no further');
   });
 
-  it('auto-tunes by the measured round trip: grows on a far link, not on a fast near one', () => {
+  it('auto-tunes by the measured round trip over a whole window: a burst does not look like a fast link', () => {
     let now = 0;
     let rtt: number | undefined = 40;
     const w = new ReceiveWindow(
@@ -103,27 +107,25 @@ describe('per-connection flow control', () => {
       () => rtt,
       () => now,
     );
-    // 40 ms away: a quarter window within two round trips means the window is the bound.
-    now = 79;
-    w.accept(100);
-    w.delivered(100);
+    // 40 ms away: a whole window within four round trips (160 ms) means the window is the bound.
+    now = 159;
+    for (let i = 0; i < 4; i++) w.delivered(100);
     assert.equal(w.size, 800);
-    now += 81; // a quarter window (200) took longer than two round trips: the reader sets the pace
-    w.accept(200);
+    // Three quarters trickle out slowly, the last one in a burst: the whole window took 200 ms.
+    now += 199;
+    for (let i = 0; i < 3; i++) w.delivered(200);
+    now += 1;
     w.delivered(200);
-    assert.equal(w.size, 800);
-    // Near (0.2 ms): even a quarter window every millisecond is far from window-bound, though
-    // it is faster than the fixed interval used before a measurement.
+    assert.equal(w.size, 800, 'judged over the whole window, the burst at its end does not count');
+    // Near (0.2 ms): a whole window every 10 ms is fast, but far from window-bound here; before
+    // any measurement, the fixed time takes the same pace for a far link.
     rtt = 0.2;
-    now += 1;
-    w.accept(200);
-    w.delivered(200);
+    now += 10;
+    for (let i = 0; i < 4; i++) w.delivered(200);
     assert.equal(w.size, 800);
-    // The same pace before any measurement: the fixed interval takes it for a far link.
     rtt = undefined;
-    now += 1;
-    w.accept(200);
-    w.delivered(200);
+    now += 10;
+    for (let i = 0; i < 4; i++) w.delivered(200);
     assert.equal(w.size, 1600);
   });
 
