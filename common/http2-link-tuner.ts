@@ -34,18 +34,8 @@ export class Http2LinkTuner {
   ) {
     this.window = options.windowBytes;
     // One measurement at once, so an idle link shows its round trip too (the agents listing).
-    if (!session.connecting) this.measureNow();
-    else session.once('connect', () => this.measureNow());
-  }
-
-  private measureNow(): void {
-    if (this.pinging || this.session.destroyed || this.session.closed) return;
-    this.lastPingAt = performance.now();
-    this.sample = 0;
-    this.pinging = this.session.ping((err, durationMs) => {
-      this.pinging = false;
-      if (!err) this.measured(durationMs);
-    });
+    if (!session.connecting) this.ping(0);
+    else session.once('connect', () => this.ping(0));
   }
 
   /** Counts the bytes of every DATA frame `stream` receives. */
@@ -70,12 +60,15 @@ export class Http2LinkTuner {
       this.sample += bytes;
       return;
     }
-    const now = performance.now();
-    if (now - this.lastPingAt < MIN_PING_INTERVAL_MS) return;
+    if (performance.now() - this.lastPingAt >= MIN_PING_INTERVAL_MS) this.ping(bytes);
+  }
+
+  /** Sends a measuring PING; `sample` counts the bytes received from now until its answer. */
+  private ping(sample: number): void {
     // 'close' comes a tick after destroy(): a ping in between would throw.
-    if (this.session.destroyed || this.session.closed) return;
-    this.lastPingAt = now;
-    this.sample = bytes;
+    if (this.pinging || this.session.destroyed || this.session.closed) return;
+    this.lastPingAt = performance.now();
+    this.sample = sample;
     this.pinging = this.session.ping((err, durationMs) => {
       this.pinging = false;
       if (!err) this.measured(durationMs);
