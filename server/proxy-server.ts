@@ -291,19 +291,12 @@ export class ProxyServer {
         // http.Server sets this itself, https.Server does not: without it a client's FIN
         // ends our direction too and a half-closed tunnel loses the target's answer.
         allowHalfOpen: true,
-        cert: tls.cert,
-        key: tls.key,
-        ...tlsPolicyOptions(this.tlsPolicy),
-        ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+        ...this.secureContext(tls),
+        ...(tls.ca ? { requestCert: true, rejectUnauthorized: true } : {}),
       });
       server = secure;
       this.watchTls('frontend', tls, (files) => {
-        secure.setSecureContext({
-          cert: files.cert,
-          key: files.key,
-          ...(files.ca ? { ca: files.ca } : {}),
-          ...tlsPolicyOptions(this.tlsPolicy),
-        });
+        secure.setSecureContext(this.secureContext(files));
       });
     }
     server.on('tlsClientError', (err: Error) =>
@@ -337,17 +330,11 @@ export class ProxyServer {
     port: number,
     tls: TlsFiles,
   ): Promise<number> {
-    const context = (files: TlsFiles): SecureContextOptions => ({
-      cert: files.cert,
-      key: files.key,
-      ...(files.ca ? { ca: files.ca } : {}),
-      ...tlsPolicyOptions(this.tlsPolicy),
-    });
-    const options: TlsListenOptions = { ...context(tls), requestCert: !!tls.ca };
+    const options: TlsListenOptions = { ...this.secureContext(tls), requestCert: !!tls.ca };
     const bound = await server.listenTls(host || '0.0.0.0', port, options).catch((err: unknown) => {
       throw new Error(`cannot listen on ${host || '0.0.0.0'}:${port}: ${(err as Error).message}`);
     });
-    this.watchTls(name, tls, (files) => bound.setSecureContext(context(files)));
+    this.watchTls(name, tls, (files) => bound.setSecureContext(this.secureContext(files)));
     return bound.port;
   }
 
@@ -376,6 +363,16 @@ export class ProxyServer {
 
   private get tlsPolicy(): TlsPolicy {
     return this.config.tlsPolicy ?? DEFAULT_TLS_POLICY;
+  }
+
+  /** Certificate, key, client CA and TLS policy of a listener, at start and on every reload. */
+  private secureContext(files: TlsFiles): SecureContextOptions {
+    return {
+      cert: files.cert,
+      key: files.key,
+      ...(files.ca ? { ca: files.ca } : {}),
+      ...tlsPolicyOptions(this.tlsPolicy),
+    };
   }
 
   /** Re-reads a listener's certificate files when they change on disk. */
