@@ -161,11 +161,11 @@ export class ServerClient implements StreamSender {
   // ---- StreamSender ----
 
   send(packet: Packet): boolean {
-    if (this.closed || !this.call) return true;
+    const { call, gate } = this;
+    // Both are set together in connect().
+    if (this.closed || !call || !gate) return true;
     this.config.metrics.packet('to_server', packet.type);
-    const call = this.call;
-    if (!this.gate) return call.write(packet);
-    return this.gate.send(packetBytes(packet), (written) => call.write(packet, written));
+    return gate.send(packetBytes(packet), (written) => call.write(packet, written));
   }
 
   whenWritable(fn: () => void): void {
