@@ -101,9 +101,9 @@ class ProxyStream implements FrontendSink {
     };
   }
 
-  private send(p: Packet): boolean {
+  private send(p: Packet, written?: () => void): boolean {
     this.metrics.packet('to_client', p.type);
-    return this.call.write(p);
+    return this.call.write(p, written);
   }
 
   private onPacket(p: Packet): void {
@@ -210,9 +210,8 @@ class ProxyStream implements FrontendSink {
   deliver(data: Buffer): boolean {
     const conn = this.conn;
     if (!conn) return true;
-    this.metrics.packet('to_client', PacketType.DATA);
     const packet = packets.data(conn.connectID, data);
-    const room = this.gate.send(data.length, (written) => this.call.write(packet, written));
+    const room = this.gate.send(data.length, (written) => this.send(packet, written));
     if (!room && !this.waitingForRoom) {
       this.waitingForRoom = true;
       this.gate.whenWritable(() => {
