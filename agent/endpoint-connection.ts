@@ -7,6 +7,7 @@ import { packets, type Packet } from '../proto/packet.js';
 import { HALF_CLOSE_MARKER } from '../proto/metadata.js';
 import { ReceiveWindow, SendCredit, tunedWindowLimit, windowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
+import type { TargetReader } from './target-reader.js';
 
 /** What an endpoint connection needs from its server stream. */
 export interface StreamSender {
@@ -43,6 +44,8 @@ export class EndpointConnection {
   constructor(
     readonly connectID: bigint,
     private readonly socket: net.Socket,
+    /** The socket's reads (its onread), framed as DATA for this connection. */
+    private readonly reader: TargetReader,
     private readonly stream: StreamSender,
     private readonly log: Logger,
   ) {
@@ -67,11 +70,12 @@ export class EndpointConnection {
 
   start(): void {
     const socket = this.socket;
-    socket.on('data', (chunk: Buffer) => {
-      this.bytesFromTarget += chunk.length;
+    this.reader.start(this.connectID, (packet) => {
+      const bytes = packet.data.length;
+      this.bytesFromTarget += bytes;
       this.halfClosedTimer?.refresh();
-      const streamOk = this.stream.send(packets.data(this.connectID, chunk));
-      const creditOk = this.credit ? this.credit.consume(chunk.length) : true;
+      const streamOk = this.stream.send(packet);
+      const creditOk = this.credit ? this.credit.consume(bytes) : true;
       if (!streamOk || !creditOk) {
         socket.pause();
         const resume = () => this.stream.whenWritable(() => socket.resume());

@@ -13,6 +13,7 @@ import { StreamGate } from '../common/stream-gate.js';
 import { HTTP2_WINDOW_GROWTH, Http2LinkTuner } from '../common/http2-link-tuner.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
+import { framePool, TargetReader } from './target-reader.js';
 import {
   DENIED_CODE,
   TARGET_DIAL_TIMEOUT_MS,
@@ -165,7 +166,15 @@ export class ServerClient implements StreamSender {
     // Both are set together in connect().
     if (this.closed || !call || !gate) return true;
     this.config.metrics.packet('to_server', packet.type);
-    return gate.send(packetBytes(packet), (written) => call.write(packet, written));
+    // A target read framed in place: its frame goes back to the pool once written out.
+    const frame = packet.type === PacketType.DATA ? packet.wire : undefined;
+    if (!frame) return gate.send(packetBytes(packet), (written) => call.write(packet, written));
+    return gate.send(packetBytes(packet), (written) =>
+      call.write(packet, (err?: Error | null) => {
+        written();
+        if (!err) framePool.giveBack(frame);
+      }),
+    );
   }
 
   whenWritable(fn: () => void): void {
@@ -247,10 +256,12 @@ export class ServerClient implements StreamSender {
       return;
     }
     const started = performance.now();
+    const reader = new TargetReader();
     const socket = dialTarget(
       target.host,
       target.port,
       TARGET_DIAL_TIMEOUT_MS,
+      reader.onread,
       this.config.destinationPolicy,
     );
     this.pendingDials.set(random, socket);
@@ -262,7 +273,7 @@ export class ServerClient implements StreamSender {
       this.pendingDials.delete(random);
       metrics.dialDuration.observe((performance.now() - started) / 1000);
       const connectID = this.nextConnectID++;
-      const conn = new EndpointConnection(connectID, socket, this, this.log);
+      const conn = new EndpointConnection(connectID, socket, reader, this, this.log);
       this.connections.set(connectID, conn);
       metrics.endpointConnections.inc();
       this.send(packets.dialResponse(random, connectID));

@@ -91,6 +91,7 @@ export function dialTarget(
   host: string,
   port: number,
   timeoutMs: number,
+  onread: net.OnReadOpts,
   policy?: DestinationPolicy,
 ): net.Socket {
   if (policy && net.isIP(host)) {
@@ -106,6 +107,7 @@ export function dialTarget(
     port,
     allowHalfOpen: true,
     noDelay: true,
+    onread,
     ...(policy && !net.isIP(host) ? { lookup: policyLookup(policy, port) } : {}),
   });
   const timer = setTimeout(() => {

@@ -206,6 +206,7 @@ export const GRPC_PREFIX_BYTES = 5;
 export function encodeFramedPacket(p: Packet): Buffer {
   let buf: Buffer;
   if (p.type === PacketType.DATA) {
+    if (p.wire) return p.wire;
     buf = encodeData(p, GRPC_PREFIX_BYTES);
   } else {
     const body = encodePacket(p);
@@ -215,6 +216,36 @@ export function encodeFramedPacket(p: Packet): Buffer {
   buf[0] = 0;
   buf.writeUInt32BE(buf.length - GRPC_PREFIX_BYTES, 1);
   return buf;
+}
+
+/**
+ * Room in front of a DATA payload for everything a framed DATA packet puts before it: gRPC
+ * prefix, type field, payload tag and length, connectID field, data tag and length.
+ */
+export const DATA_HEADROOM = GRPC_PREFIX_BYTES + 2 + 1 + 5 + 11 + 1 + 5;
+
+/**
+ * Frames the payload at buf[DATA_HEADROOM, DATA_HEADROOM + dataLen) as DATA for connectID,
+ * writing prefix and header just in front of it: the bytes encodeFramedPacket would produce,
+ * as a view of `buf`. For a socket read straight into `buf`, the payload is never copied.
+ */
+export function frameDataInPlace(buf: Buffer, connectID: bigint, dataLen: number): Buffer {
+  if (dataLen <= 0 || buf.length < DATA_HEADROOM + dataLen) throw new RangeError('no payload in place');
+  const idSize = int64FieldSize(connectID);
+  const lenSize = smallVarintSize(dataLen);
+  const inner = idSize + 1 + lenSize + dataLen;
+  const start = DATA_HEADROOM - (GRPC_PREFIX_BYTES + 3 + smallVarintSize(inner) + idSize + 1 + lenSize);
+  buf[start] = 0;
+  buf.writeUInt32BE(DATA_HEADROOM + dataLen - start - GRPC_PREFIX_BYTES, start + 1);
+  let pos = start + GRPC_PREFIX_BYTES;
+  buf[pos++] = 0x08;
+  buf[pos++] = PacketType.DATA;
+  buf[pos++] = ((PAYLOAD_FIELD[PacketType.DATA] as number) << 3) | 2;
+  pos = writeVarint(buf, pos, inner, 0);
+  pos = writeInt64Field(buf, pos, 1, connectID);
+  buf[pos++] = 0x1a;
+  writeVarint(buf, pos, dataLen, 0);
+  return buf.subarray(start, DATA_HEADROOM + dataLen);
 }
 
 // ---------- decoding ----------
@@ -307,8 +338,11 @@ class Reader {
   }
 }
 
-/** Decodes protobuf bytes to a Packet. DATA payloads are views into `buf`, not copies. */
-export function decodePacket(buf: Buffer): Packet {
+/**
+ * Decodes protobuf bytes to a Packet. DATA payloads are views into `buf`, not copies.
+ * `framed`, the same message with its gRPC prefix, becomes plain DATA's `wire`.
+ */
+export function decodePacket(buf: Buffer, framed?: Buffer): Packet {
   const r = new Reader(buf, 0, buf.length);
   let type = 0;
   let payloadField = 0;
@@ -336,7 +370,7 @@ export function decodePacket(buf: Buffer): Packet {
     payloadField === PAYLOAD_FIELD[type] ? new Reader(buf, payloadStart, payloadEnd) : new Reader(buf, 0, 0);
   switch (type) {
     case PacketType.DATA:
-      return decodeData(sub);
+      return decodeData(sub, framed);
     case PacketType.DIAL_REQ: {
       const p: DialRequestPacket = { type: PacketType.DIAL_REQ, protocol: '', address: '', random: 0n };
       eachField(sub, (field, wt) => {
@@ -410,7 +444,7 @@ function str(r: Reader): string {
 }
 
 // DATA is the hot path: no closure, no intermediate object.
-function decodeData(r: Reader): DataPacket {
+function decodeData(r: Reader, framed: Buffer | undefined): DataPacket {
   let connectID = 0n;
   let error = '';
   let data: Buffer = EMPTY;
@@ -433,5 +467,6 @@ function decodeData(r: Reader): DataPacket {
         r.skip(tag & 7);
     }
   }
-  return { type: PacketType.DATA, connectID, error, data };
+  const wire = error === '' && data.length > 0 ? framed : undefined;
+  return { type: PacketType.DATA, connectID, error, data, wire };
 }

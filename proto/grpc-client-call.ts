@@ -130,7 +130,7 @@ export class GrpcClientCall {
     );
     this.stream.on('data', (chunk: Buffer) => {
       try {
-        this.deframer.push(chunk, (m) => this.onPacket(decodePacket(m)));
+        this.deframer.push(chunk, (m, framed) => this.onPacket(decodePacket(m, framed)));
       } catch (err) {
         this.finish(err as Error);
         this.cancel();
@@ -178,7 +178,7 @@ export class GrpcClientCall {
   }
 
   /** `written` runs once the message has left for the socket. */
-  write(p: Packet, written?: () => void): boolean {
+  write(p: Packet, written?: (err?: Error | null) => void): boolean {
     return this.stream.write(encodeFramedPacket(p), written);
   }
 

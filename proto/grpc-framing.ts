@@ -22,8 +22,11 @@ export class MessageDeframer {
 
   constructor(private readonly maxMessageBytes: number) {}
 
-  /** Feeds bytes and hands out every complete message; throws GrpcFramingError on bad framing. */
-  push(chunk: Buffer, onMessage: (message: Buffer) => void): void {
+  /**
+   * Feeds bytes and hands out every complete message, and the same message with its prefix
+   * (`framed`, for forwarding unchanged); throws GrpcFramingError on bad framing.
+   */
+  push(chunk: Buffer, onMessage: (message: Buffer, framed: Buffer) => void): void {
     if (this.bufferedBytes > 0) {
       this.buffered.push(chunk);
       this.bufferedBytes += chunk.length;
@@ -46,7 +49,7 @@ export class MessageDeframer {
         this.need = end - pos;
         break;
       }
-      onMessage(chunk.subarray(pos + GRPC_PREFIX_BYTES, end));
+      onMessage(chunk.subarray(pos + GRPC_PREFIX_BYTES, end), chunk.subarray(pos, end));
       pos = end;
     }
     if (pos < chunk.length) {

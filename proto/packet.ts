@@ -50,6 +50,12 @@ export interface DataPacket {
   connectID: bigint;
   error: string;
   data: Buffer;
+  /**
+   * This packet's gRPC-framed bytes when they exist already (read in place, or received as
+   * one message), so that sending it copies nothing. Set only on plain data (no error field);
+   * whoever changes a field must drop it.
+   */
+  wire?: Buffer | undefined;
 }
 export interface CloseDialPacket {
   type: typeof PacketType.DIAL_CLS;
@@ -101,11 +107,13 @@ export const packets = {
     error,
     connectID,
   }),
-  data: (connectID: bigint, data: Buffer, error = ''): DataPacket => ({
+  /** `wire`: the packet's framed bytes when they exist already (see DataPacket.wire). */
+  data: (connectID: bigint, data: Buffer, error = '', wire?: Buffer): DataPacket => ({
     type: PacketType.DATA,
     connectID,
     error,
     data,
+    wire: error === '' ? wire : undefined,
   }),
   closeDial: (random: bigint): CloseDialPacket => ({ type: PacketType.DIAL_CLS, random }),
   drain: (): DrainPacket => ({ type: PacketType.DRAIN }),

@@ -117,7 +117,7 @@ class ProxyStream implements FrontendSink {
         }
         if (this.halfClose && p.error === HALF_CLOSE_MARKER && p.data.length === 0) {
           conn.endWrite();
-        } else if (p.data.length > 0 && !conn.write(p.data)) {
+        } else if (p.data.length > 0 && !conn.write(p.data, p.wire)) {
           this.call.pause();
           conn.whenWritable(() => this.call.resume());
         }
@@ -207,10 +207,11 @@ class ProxyStream implements FrontendSink {
     this.finish();
   }
 
-  deliver(data: Buffer): boolean {
+  deliver(data: Buffer, wire: Buffer | undefined): boolean {
     const conn = this.conn;
     if (!conn) return true;
-    const packet = packets.data(conn.connectID, data);
+    // The agent's connectID is the client's: its packet goes on unchanged, without a copy.
+    const packet = packets.data(conn.connectID, data, '', wire);
     const room = this.gate.send(data.length, (written) => this.send(packet, written));
     if (!room && !this.waitingForRoom) {
       this.waitingForRoom = true;

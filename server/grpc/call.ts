@@ -158,11 +158,11 @@ export class GrpcServerCall implements GatedStream {
   private onData(chunk: Buffer): void {
     if (this.ended) return; // a failed call drops what still arrives
     try {
-      this.deframer.push(chunk, (message) => {
+      this.deframer.push(chunk, (message, framed) => {
         if (this.ended) return;
         let packet: Packet;
         try {
-          packet = decodePacket(message);
+          packet = decodePacket(message, framed);
         } catch (err) {
           this.fail(GrpcStatus.INTERNAL, `cannot decode a packet: ${(err as Error).message}`);
           return;

@@ -188,9 +188,9 @@ export class TunnelBroker implements ConnectionOwner {
         } else if (packet.error !== '' && conn.flowControlled) {
           const credit = parseWindowUpdate(packet);
           if (credit !== undefined) conn.onWindowUpdate(credit);
-          else conn.onAgentData(packet.data);
+          else conn.onAgentData(packet.data, undefined);
         } else {
-          conn.onAgentData(packet.data);
+          conn.onAgentData(packet.data, packet.wire);
         }
         return;
       }

@@ -9,8 +9,11 @@ export interface FrontendSink {
   readonly log: Logger;
   dialSucceeded(conn: TunnelConnection): void;
   dialFailed(err: TunnelError): void;
-  /** Bytes from the target; false when the client is not keeping up (call conn.frontendDrained()). */
-  deliver(data: Buffer): boolean;
+  /**
+   * Bytes from the target; false when the client is not keeping up (call conn.frontendDrained()).
+   * `wire`: the agent's framed DATA packet carrying them, which a gRPC client can take as it is.
+   */
+  deliver(data: Buffer, wire: Buffer | undefined): boolean;
   /** The target finished sending (half-close, negotiated with the agent). */
   endFromAgent(): void;
   /** The connection is over on the agent side (CLOSE_RSP, agent gone); `error` may be empty. */

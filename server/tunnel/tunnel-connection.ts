@@ -64,11 +64,14 @@ export class TunnelConnection {
 
   // ---- frontend → agent ----
 
-  /** Sends client bytes to the agent; false when the agent stream is congested (see whenWritable). */
-  write(data: Buffer): boolean {
+  /**
+   * Sends client bytes to the agent; false when the agent stream is congested (see
+   * whenWritable). `wire`: the client's DATA packet for this connection, forwarded as it came.
+   */
+  write(data: Buffer, wire?: Buffer): boolean {
     if (this.state !== 'open' || this.frontendEnded) return true;
     this.bytesToAgent += data.length;
-    const streamOk = this.backend.send(packets.data(this.connectID, data));
+    const streamOk = this.backend.send(packets.data(this.connectID, data, '', wire));
     const creditOk = this.credit ? this.credit.consume(data.length) : true;
     return streamOk && creditOk;
   }
@@ -127,7 +130,8 @@ export class TunnelConnection {
 
   // ---- agent → frontend (called by the broker) ----
 
-  onAgentData(data: Buffer): void {
+  /** `wire`: the agent's DATA packet as it came, for a frontend that forwards it unchanged. */
+  onAgentData(data: Buffer, wire: Buffer | undefined): void {
     if (this.state === 'closed') return;
     this.bytesFromAgent += data.length;
     if (this.window) {
@@ -141,7 +145,7 @@ export class TunnelConnection {
         return;
       }
       // Flow control: a slow client costs only its own credit; the stream keeps flowing.
-      if (this.frontend.deliver(data)) this.window.delivered(data.length);
+      if (this.frontend.deliver(data, wire)) this.window.delivered(data.length);
       else {
         this.window.hold(data.length);
         if (this.stalledSince === 0) this.stalledSince = performance.now();
@@ -149,7 +153,7 @@ export class TunnelConnection {
       return;
     }
     // deliver() may close the connection re-entrantly: read the state again after it.
-    if (!this.frontend.deliver(data) && !this.blockingAgent && this.isOpenOrClosing()) {
+    if (!this.frontend.deliver(data, wire) && !this.blockingAgent && this.isOpenOrClosing()) {
       // Upstream protocol: one stream for all of this agent's connections, so a client
       // that does not read holds the stream until it drains.
       this.blockingAgent = true;

@@ -1,9 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodePacket, encodeFramedPacket, encodePacket, PacketDecodeError } from '../../../proto/codec.js';
+import {
+  DATA_HEADROOM,
+  decodePacket,
+  encodeFramedPacket,
+  encodePacket,
+  frameDataInPlace,
+  PacketDecodeError,
+} from '../../../proto/codec.js';
 import { GrpcFramingError, MessageDeframer } from '../../../proto/grpc-framing.js';
-import { PacketType, type Packet, packetTypeNames } from '../../../proto/packet.js';
+import { PacketType, type Packet, packetTypeNames, packets } from '../../../proto/packet.js';
 import { loadGenericCodec, type GenericPacket } from '../../../proto/generic-codec.js';
 import { loadWireVectors } from '../../support/wire-vectors.js';
 
@@ -42,6 +49,7 @@ function fromProtoJson(json: Record<string, unknown>): Packet {
         connectID: big(b.connectID),
         error: b.error ?? '',
         data: Buffer.from(b.data ?? '', 'base64'),
+        wire: undefined,
       };
     }
     case 5:
@@ -105,6 +113,7 @@ const packetArb: fc.Arbitrary<Packet> = fc
       data: fc
         .oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ minLength: 16_000, maxLength: 70_000 }))
         .map((a) => Buffer.from(a)),
+      wire: fc.constant(undefined),
     }),
     fc.record({ type: fc.constant(5 as const), random: int64 }),
     fc.constant({ type: 6 as const }),
@@ -152,13 +161,25 @@ describe('packet codec', () => {
   it('skips unknown fields and accepts fields in any order', () => {
     // type=DATA, an unknown fixed32 field 15, then data{data="hi", connectID=5} in reverse order.
     const bytes = Buffer.from('08047d01020304' + '2206' + '1a026869' + '0805', 'hex');
-    assert.deepEqual(decodePacket(bytes), { type: 4, connectID: 5n, error: '', data: Buffer.from('hi') });
+    assert.deepEqual(decodePacket(bytes), {
+      type: 4,
+      connectID: 5n,
+      error: '',
+      data: Buffer.from('hi'),
+      wire: undefined,
+    });
   });
 
   it('reads a payload that does not match the type as empty, like Go nil-safe getters', () => {
     // type=DATA but a dialRequest payload
     const bytes = Buffer.from('0804' + '12050a03746370', 'hex');
-    assert.deepEqual(decodePacket(bytes), { type: 4, connectID: 0n, error: '', data: Buffer.alloc(0) });
+    assert.deepEqual(decodePacket(bytes), {
+      type: 4,
+      connectID: 0n,
+      error: '',
+      data: Buffer.alloc(0),
+      wire: undefined,
+    });
   });
 
   it('rejects truncated and malformed input with PacketDecodeError, never anything else', () => {
@@ -211,6 +232,42 @@ describe('gRPC message framing', () => {
           assert.equal(deframer.partialBytes, 0);
         },
       ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('frames DATA around a payload in place as the same bytes encodeFramedPacket writes', () => {
+    fc.assert(
+      fc.property(
+        int64,
+        fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 16_000, max: 65_536 })),
+        (connectID, length) => {
+          const data = Buffer.alloc(length, length % 251);
+          const buf = Buffer.alloc(DATA_HEADROOM + length + 7, 0xee);
+          data.copy(buf, DATA_HEADROOM);
+          const framed = frameDataInPlace(buf, connectID, length);
+          assert.deepEqual(framed, encodeFramedPacket(packets.data(connectID, data)));
+          assert.equal(framed.buffer, buf.buffer, 'a view, not a copy');
+        },
+      ),
+      { numRuns: 300 },
+    );
+    assert.throws(() => frameDataInPlace(Buffer.alloc(DATA_HEADROOM + 4), 1n, 5), RangeError);
+    assert.throws(() => frameDataInPlace(Buffer.alloc(DATA_HEADROOM + 4), 1n, 0), RangeError);
+  });
+
+  it('keeps the framed bytes of plain DATA received whole, and sends them as they are', () => {
+    fc.assert(
+      fc.property(packetArb, (p) => {
+        const bytes = encodeFramedPacket(p);
+        let got: Packet | undefined;
+        new MessageDeframer(1 << 20).push(bytes, (m, framed) => (got = decodePacket(m, framed)));
+        assert.ok(got);
+        const plainData = p.type === PacketType.DATA && p.error === '' && p.data.length > 0;
+        assert.equal(got.type === PacketType.DATA && got.wire !== undefined, plainData);
+        assert.deepEqual(encodeFramedPacket(got), bytes);
+        if (plainData) assert.equal(encodeFramedPacket(got).buffer, bytes.buffer, 'forwarded without a copy');
+      }),
       { numRuns: 300 },
     );
   });
