@@ -16,8 +16,10 @@ import { packets, type DataPacket } from '../proto/packet.js';
 
 /** One read's room, as net's own reads. */
 const READ_BYTES = 64 * 1024;
-/** From this size a read counts as streaming; a frame never pins a buffer over twice its size. */
+/** From this size a read counts as streaming, and is framed where it lies. */
 export const STREAMING_READ = READ_BYTES / 2;
+/** From this size a read copied out goes into a pooled frame (pinning at most 4 times its size). */
+const POOLED_READ = READ_BYTES / 4;
 
 const FRAME_BYTES = DATA_HEADROOM + READ_BYTES;
 /** Frames kept for reuse: enough for the send buffers of a few busy connections. */
@@ -92,9 +94,9 @@ export class TargetReader {
     const source = this.buffer;
     this.streaming = bytes >= STREAMING_READ;
     let frame = source;
-    // Out of the shared buffer, or a small read: copied into a frame of its own size.
+    // Out of the shared buffer, or a small read: copied out, into a pooled frame unless tiny.
     if (source === shared || !this.streaming) {
-      frame = Buffer.allocUnsafe(DATA_HEADROOM + bytes);
+      frame = bytes >= POOLED_READ ? framePool.take() : Buffer.allocUnsafe(DATA_HEADROOM + bytes);
       source.copy(frame, DATA_HEADROOM, DATA_HEADROOM, DATA_HEADROOM + bytes);
       if (source !== shared) framePool.giveBack(source);
     }
