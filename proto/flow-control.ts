@@ -77,7 +77,9 @@ export const MAX_OVERSHOOT = 4 * 1024 * 1024;
 /**
  * Window auto-tuning. When a whole window leaves the receiver within four round trips of the
  * link (measured by HTTP/2 PING, common/http2-link-tuner.ts), the window is less than about
- * four bandwidth-delay products and it doubles (up to the tuning limit). Four, not Go's 1.5:
+ * four bandwidth-delay products and it doubles (up to the tuning limit); within two round
+ * trips it is under two, and it quadruples, so that a far link's ramp takes fewer round
+ * trips (a 50 ms agent: 8 -> 32 -> 64 MiB rather than 8 -> 16 -> 32 -> 64). Four, not Go's 1.5:
  * credit goes back in quarter-window batches and crosses two busy event loops, and queues on
  * the sending side count against the window too. Measured over a whole window, not one batch,
  * because writes complete in bursts: a quarter window can "leave" in a moment on a link that
@@ -140,8 +142,11 @@ export class ReceiveWindow {
     this.measured += this.unacked;
     if (this.measured >= this.window) {
       const t = this.now();
-      if (this.window < this.maxWindow && t - this.measureStart < this.growthTime()) {
-        growth = Math.min(this.window, this.maxWindow - this.window);
+      const elapsed = t - this.measureStart;
+      const growthTime = this.growthTime();
+      if (this.window < this.maxWindow && elapsed < growthTime) {
+        const factor = elapsed < growthTime / 2 ? 4 : 2;
+        growth = Math.min(this.window * (factor - 1), this.maxWindow - this.window);
         this.window += growth;
       }
       this.measureStart = t;

@@ -1,6 +1,13 @@
 // /ProxyService/Proxy: kube-apiserver's single-use gRPC tunnel. One stream carries one dial:
 // DIAL_REQ → DIAL_RSP, then DATA both ways by connectID, then CLOSE_REQ/CLOSE_RSP.
-import { PacketType, packets, packetTypeName, packetTypeNames, type Packet } from '../../proto/packet.js';
+import {
+  PacketType,
+  packetBytes,
+  packets,
+  packetTypeName,
+  packetTypeNames,
+  type Packet,
+} from '../../proto/packet.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../../proto/metadata.js';
 import type { TunnelError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -97,13 +104,25 @@ class ProxyStream implements FrontendSink {
     };
     this.call.onClose = (reason, failed) => {
       if (failed) this.metrics.streamError('from_client', 'Unknown', undefined);
+      this.gate.close();
       this.clientGone(reason);
     };
   }
 
+  /** Every packet to the client goes through the gate, so that all leave in order. */
   private send(p: Packet, written?: () => void): boolean {
     this.metrics.packet('to_client', p.type);
-    return this.call.write(p, written);
+    return this.gate.send(packetBytes(p), (sent) =>
+      this.call.write(
+        p,
+        written
+          ? () => {
+              sent();
+              written();
+            }
+          : sent,
+      ),
+    );
   }
 
   private onPacket(p: Packet): void {
@@ -207,12 +226,11 @@ class ProxyStream implements FrontendSink {
     this.finish();
   }
 
-  deliver(data: Buffer, wire: Buffer | undefined): boolean {
+  deliver(data: Buffer, wire: Buffer | undefined, written?: () => void): boolean {
     const conn = this.conn;
     if (!conn) return true;
     // The agent's connectID is the client's: its packet goes on unchanged, without a copy.
-    const packet = packets.data(conn.connectID, data, '', wire);
-    const room = this.gate.send(data.length, (written) => this.send(packet, written));
+    const room = this.send(packets.data(conn.connectID, data, '', wire), written);
     if (!room && !this.waitingForRoom) {
       this.waitingForRoom = true;
       this.gate.whenWritable(() => {
@@ -250,8 +268,11 @@ class ProxyStream implements FrontendSink {
   private finish(): void {
     if (this.state === 'done') return;
     this.state = 'done';
-    this.gate.close();
     this.metrics.grpcConnections.labels('Proxy').dec();
-    if (!this.call.writableEnded) this.call.end();
+    // The last packets (DATA, CLOSE_RSP) leave before the stream ends.
+    this.gate.whenFlushed(() => {
+      this.gate.close();
+      if (!this.call.writableEnded) this.call.end();
+    });
   }
 }

@@ -216,8 +216,8 @@ class HttpTunnel implements FrontendSink {
     this.metrics.httpConnections.dec();
   }
 
-  deliver(data: Buffer): boolean {
-    return this.socket.write(data);
+  deliver(data: Buffer, _wire: Buffer | undefined, written?: () => void): boolean {
+    return this.socket.write(data, written);
   }
 
   endFromAgent(): void {

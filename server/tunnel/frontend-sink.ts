@@ -12,8 +12,9 @@ export interface FrontendSink {
   /**
    * Bytes from the target; false when the client is not keeping up (call conn.frontendDrained()).
    * `wire`: the agent's framed DATA packet carrying them, which a gRPC client can take as it is.
+   * `written`: runs once they have left for the client (flow-control credit).
    */
-  deliver(data: Buffer, wire: Buffer | undefined): boolean;
+  deliver(data: Buffer, wire: Buffer | undefined, written?: () => void): boolean;
   /** The target finished sending (half-close, negotiated with the agent). */
   endFromAgent(): void;
   /** The connection is over on the agent side (CLOSE_RSP, agent gone); `error` may be empty. */

@@ -122,7 +122,6 @@ export class TunnelConnection {
       this.owner.observeFrontendStall((performance.now() - this.stalledSince) / 1000);
       this.stalledSince = 0;
     }
-    this.window?.drained();
     if (!this.blockingAgent) return;
     this.blockingAgent = false;
     this.backend.resumeReads();
@@ -145,10 +144,12 @@ export class TunnelConnection {
         return;
       }
       // Flow control: a slow client costs only its own credit; the stream keeps flowing.
-      if (this.frontend.deliver(data, wire)) this.window.delivered(data.length);
-      else {
-        this.window.hold(data.length);
-        if (this.stalledSince === 0) this.stalledSince = performance.now();
+      // Credit goes back as each write leaves for the client. Held until the frontend drained,
+      // a burst's credit came back only at its end, and a far agent idled a round trip each time.
+      const window = this.window;
+      const bytes = data.length;
+      if (!this.frontend.deliver(data, wire, () => window.delivered(bytes)) && this.stalledSince === 0) {
+        this.stalledSince = performance.now();
       }
       return;
     }

@@ -43,6 +43,29 @@ describe('per-connection flow control', () => {
     assert.deepEqual(updates, [120, 200]);
   });
 
+  it('auto-tunes faster when a whole window leaves within two round trips: it quadruples', () => {
+    let now = 0;
+    const updates: number[] = [];
+    const w = new ReceiveWindow(
+      400,
+      (n) => updates.push(n),
+      6400,
+      () => 40, // four round trips: 160 ms
+      () => now,
+    );
+    now = 79; // under two round trips: x4
+    for (let i = 0; i < 4; i++) w.delivered(100);
+    assert.equal(w.size, 1600);
+    assert.deepEqual(updates, [100, 100, 100, 100 + 1200]);
+    now += 81; // 1600 within two to four round trips: x2
+    for (let i = 0; i < 4; i++) w.delivered(400);
+    assert.equal(w.size, 3200);
+    assert.deepEqual(updates.slice(4), [400, 400, 400, 400 + 1600]);
+    now += 160; // four round trips or more: no growth
+    for (let i = 0; i < 4; i++) w.delivered(800);
+    assert.equal(w.size, 3200);
+  });
+
   it('auto-tunes: a whole window consumed quickly doubles (up to its limit), a slow or stalled one never grows', () => {
     let now = 0;
     const updates: number[] = [];
