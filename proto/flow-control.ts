@@ -107,7 +107,8 @@ export class ReceiveWindow {
   private window: number;
   /** Credited since `measureStart`: growth is judged once a whole window has left. */
   private measured = 0;
-  private measureStart: number;
+  /** From the first byte received: a dial's own round trips are not the link's slowness. */
+  private measureStart: number | undefined;
 
   constructor(
     window: number,
@@ -119,7 +120,6 @@ export class ReceiveWindow {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.window = window;
-    this.measureStart = now();
   }
 
   /** The current window (it grows with auto-tuning). */
@@ -129,12 +129,14 @@ export class ReceiveWindow {
 
   /** Accounts for received bytes; false when the peer has sent past its window (a violation). */
   accept(bytes: number): boolean {
+    this.measureStart ??= this.now();
     this.outstanding += bytes;
     return this.outstanding <= this.window + MAX_OVERSHOOT;
   }
 
   /** Bytes handed on without backpressure. */
   delivered(bytes: number): void {
+    this.measureStart ??= this.now();
     this.unacked += bytes;
     // Credit goes back in batches of at least a quarter window, to keep control packets rare.
     if (this.unacked < Math.floor(this.window / 4)) return;

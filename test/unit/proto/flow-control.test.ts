@@ -103,6 +103,7 @@ describe('per-connection flow control', () => {
       () => undefined,
       () => now,
     );
+    slow.accept(400); // the first byte arrives: the measurement starts here
     now += WINDOW_GROWTH_UNMEASURED_MS + 1;
     for (let i = 0; i < 4; i++) slow.delivered(100);
     assert.equal(slow.size, 400, 'a whole window that took longer than the time: no growth');
@@ -130,6 +131,7 @@ describe('per-connection flow control', () => {
       () => rtt,
       () => now,
     );
+    w.accept(400); // the first byte arrives: the measurement starts here
     // 40 ms away: a whole window within four round trips (160 ms) means the window is the bound.
     now = 159;
     for (let i = 0; i < 4; i++) w.delivered(100);
@@ -149,6 +151,22 @@ describe('per-connection flow control', () => {
     rtt = undefined;
     now += 10;
     for (let i = 0; i < 4; i++) w.delivered(200);
+    assert.equal(w.size, 1600);
+  });
+
+  it('measures from the first byte received, not from when the connection was made', () => {
+    let now = 0;
+    const w = new ReceiveWindow(
+      400,
+      () => undefined,
+      6400,
+      () => 40,
+      () => now,
+    );
+    now = 1000; // the dial and the request took their round trips; then data flows
+    w.accept(400);
+    now += 70; // the whole window within two round trips of its first byte: x4
+    for (let i = 0; i < 4; i++) w.delivered(100);
     assert.equal(w.size, 1600);
   });
 
