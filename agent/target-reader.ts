@@ -1,7 +1,7 @@
 // Reads target sockets straight into DATA frames (net's `onread`). Every read lands behind
 // room for the gRPC prefix and the packet header, so a frame is written around the payload
 // instead of the payload being copied into a frame. This is the download path of every
-// `kubectl logs`: one allocation per read instead of two, and no copy while data streams.
+// `kubectl logs`: while data streams, no copy and no allocation per read (there were two).
 //
 // A socket that is streaming (its last read was large) reads into a frame of its own, which
 // the packet then takes whole, and which comes back to a pool once written out: a steady
