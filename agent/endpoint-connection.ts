@@ -158,6 +158,7 @@ export class EndpointConnection {
     }
     if (tellServer) this.stream.send(packets.closeResponse(this.connectID));
     this.socket.destroy();
+    this.reader.close();
     this.stream.forget(this);
     this.log.debug(
       {
