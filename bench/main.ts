@@ -1,11 +1,7 @@
 // `npm run bench`: proxy-server, proxy-agent and the target each in a process of their own,
 // this process as the load client; every figure beside plain loopback TCP to the same target,
 // measured in the same run. Prints a table and writes bench/results/latest.json.
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { dial } from '../ccm-integration/dialer/index.js';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
@@ -13,6 +9,7 @@ import { metric } from '../test/support/processes.js';
 import { waitFor } from '../test/support/wait.js';
 import { waitReady } from '../test/support/processes.js';
 import * as s from './scenarios.js';
+import { startDelay, startTarget } from './helpers.js';
 
 const MB = 1024 * 1024;
 const BYTES = 256 * MB;
@@ -22,26 +19,6 @@ function rssKiB(pid: number | undefined): number {
   if (pid === undefined) return 0;
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0);
-}
-
-/** Runs one of the bench's helper scripts in a process of its own; it prints its port. */
-async function helper(name: string, args: string[] = []): Promise<{ port: number; stop: () => void }> {
-  const script = join(dirname(fileURLToPath(import.meta.url)), name);
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<string>((resolve) => {
-    createInterface({ input: child.stdout }).once('line', resolve);
-  });
-  return { port: Number(port.trim()), stop: () => child.kill('SIGTERM') };
-}
-
-async function startTarget(): Promise<{ address: string; stop: () => void }> {
-  const t = await helper('target.js');
-  return { address: `127.0.0.1:${String(t.port)}`, stop: t.stop };
-}
-
-/** A delay proxy (test/support/delay-proxy.ts) in front of `port`, delaying each way by rtt / 2. */
-function startDelay(port: number, rtt: number): Promise<{ port: number; stop: () => void }> {
-  return helper('delay-proxy.js', [String(port), String(rtt / 2)]);
 }
 
 interface Figures {
