@@ -91,7 +91,6 @@ export class EndpointConnection {
       // Both sides ended: 'close' follows once our last writes to the target are flushed.
     });
     socket.on('drain', () => {
-      this.window?.drained();
       if (this.blockingStream) {
         this.blockingStream = false;
         this.stream.resumeReads();
@@ -119,8 +118,12 @@ export class EndpointConnection {
         return;
       }
       // Flow control: a slow target costs only its own credit; the stream keeps flowing.
-      if (this.socket.write(data)) this.window.delivered(data.length);
-      else this.window.hold(data.length);
+      // Credit goes back as each write to the target completes, as the server's does.
+      const window = this.window;
+      const bytes = data.length;
+      this.socket.write(data, () => {
+        window.delivered(bytes);
+      });
       return;
     }
     if (!this.socket.write(data) && !this.blockingStream) {

@@ -101,7 +101,6 @@ export function tunedWindowLimit(window: number): number {
 /** Receiver side: bytes that have left us and whose credit is still to be returned. */
 export class ReceiveWindow {
   private unacked = 0;
-  private held = 0;
   /** Received and not yet credited back. */
   private outstanding = 0;
   private window: number;
@@ -164,16 +163,5 @@ export class ReceiveWindow {
   private growthTime(): number {
     const rtt = this.rttMs();
     return rtt === undefined ? WINDOW_GROWTH_UNMEASURED_MS : rtt * WINDOW_GROWTH_ROUND_TRIPS;
-  }
-
-  /** Bytes handed on into a full buffer: their credit waits for drained(). */
-  hold(bytes: number): void {
-    this.held += bytes;
-  }
-
-  drained(): void {
-    const n = this.held;
-    this.held = 0;
-    if (n > 0) this.delivered(n);
   }
 }

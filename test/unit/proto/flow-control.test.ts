@@ -28,7 +28,7 @@ describe('per-connection flow control', () => {
     assert.equal(resumed, 2, 'credit left: at once');
   });
 
-  it('a receiver returns credit in batches of a quarter window, and held bytes only once drained', () => {
+  it('a receiver returns credit in batches of a quarter window, for bytes that have left only', () => {
     const updates: number[] = [];
     const w = new ReceiveWindow(400, (n) => updates.push(n));
     for (let i = 0; i < 4; i++) {
@@ -37,9 +37,8 @@ describe('per-connection flow control', () => {
     }
     assert.deepEqual(updates, [120]);
     w.accept(200);
-    w.hold(200);
-    assert.deepEqual(updates, [120], 'held bytes have not left');
-    w.drained();
+    assert.deepEqual(updates, [120], 'received, not yet written on: no credit');
+    w.delivered(200);
     assert.deepEqual(updates, [120, 200]);
   });
 
@@ -116,8 +115,7 @@ describe('per-connection flow control', () => {
       () => now,
     );
     stalled.accept(400);
-    stalled.hold(400);
-    assert.equal(stalled.size, 400, 'bytes held by a reader that does not read: no credit, no growth');
+    assert.equal(stalled.size, 400, 'bytes a reader does not take: no credit, no growth');
     assert.equal(stalled.accept(MAX_OVERSHOOT + 1), false, 'and the peer may send no further');
   });
 
