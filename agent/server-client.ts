@@ -168,12 +168,16 @@ export class ServerClient implements StreamSender {
     this.config.metrics.packet('to_server', packet.type);
     // A target read framed in place: its frame goes back to the pool once written out.
     const frame = packet.type === PacketType.DATA ? packet.wire : undefined;
-    if (!frame) return gate.send(packetBytes(packet), (written) => call.write(packet, written));
     return gate.send(packetBytes(packet), (written) =>
-      call.write(packet, (err?: Error | null) => {
-        written();
-        if (!err) framePool.giveBack(frame);
-      }),
+      call.write(
+        packet,
+        frame
+          ? (err?: Error | null) => {
+              written();
+              if (!err) framePool.giveBack(frame);
+            }
+          : written,
+      ),
     );
   }
 
