@@ -15,9 +15,17 @@ export interface ClientSetConfig extends ServerClientConfig {
   syncForever?: boolean;
   /** How often each stream's connection is checked; a broken one is dropped and replaced. */
   probeIntervalMs?: number;
-  /** Servers counted another way (unexpired leases); the agent wants max(this, header count). */
-  countedServers?: () => number;
+  /** Servers counted another way (unexpired Leases); undefined without --count-server-leases. */
+  countedServers?: (() => number) | undefined;
+  /** --server-count-source, as upstream: how the Lease count and the header count combine. */
+  serverCountSource?: ServerCountSource;
 }
+
+/**
+ * 'default': one source, the Lease count when Leases are counted, else the serverCount header;
+ * 'max': the larger of the two, at least 1.
+ */
+export type ServerCountSource = 'default' | 'max';
 
 export class ClientSet {
   readonly clients = new Map<string, ServerClient>();
@@ -37,9 +45,27 @@ export class ClientSet {
     return this.clients.size;
   }
 
-  /** The number of servers the agent wants a stream to. */
+  /** The number of servers the agent wants a stream to (upstream's ClientSet.ServerCount). */
   get targetCount(): number {
-    return Math.max(this.headerCount, this.config.countedServers?.() ?? 0);
+    const leases = this.config.countedServers;
+    if (this.config.serverCountSource === 'max') return Math.max(1, this.headerCount, leases?.() ?? 0);
+    if (!leases) return this.headerCount;
+    // No Lease seen yet (the informer is starting, or no server publishes one): upstream keeps
+    // connecting while its count is 0; following the header does the same without a hot loop.
+    return leases() || this.headerCount;
+  }
+
+  /** When the latest DIAL_REQ arrived on any stream (performance.now()), 0 if none has. */
+  get lastDialAt(): number {
+    let t = 0;
+    for (const c of this.clients.values()) t = Math.max(t, c.lastDialAt);
+    return t;
+  }
+
+  get pendingDials(): number {
+    let n = 0;
+    for (const c of this.clients.values()) n += c.pendingDialCount;
+    return n;
   }
 
   start(): void {

@@ -12,15 +12,18 @@ import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem } from '../common/tls.js';
 import type { Logger } from '../common/log.js';
-import type { ProxyAgentConfig } from './proxy-agent.js';
+import { DEFAULT_DRAIN_IDLE_GRACE_MS, type ProxyAgentConfig } from './proxy-agent.js';
 import { parseAgentIdentifiers } from '../proto/agent-identifiers.js';
 import { LabelSyntaxError, parseLabels } from '../common/kube/leases.js';
+import { checkKubeContentType, JSON_CONTENT_TYPE } from '../common/kube/client.js';
 import {
   DEFAULT_DENIED_DESTINATIONS,
   DestinationPolicy,
   DestinationSyntaxError,
   parseDestinations,
 } from './destination-policy.js';
+
+const DEFAULT_LEASE_LABEL = 'k8s-app=konnectivity-server';
 
 export const agentFlags = {
   ...klogFlags,
@@ -90,7 +93,12 @@ export const agentFlags = {
   'drain-timeout': {
     kind: 'duration',
     default: 20_000,
-    help: 'ours: on SIGTERM the agent sends DRAIN (servers route no new dials to it) and lets open connections finish for up to this long, then exits; a second signal exits at once. 0: exit at once',
+    help: 'ours: on SIGTERM the agent sends DRAIN (servers prefer other agents), keeps serving, and exits when idle (see --drain-idle-grace) or after this long at the most; a second signal exits at once. 0: exit at once',
+  },
+  'drain-idle-grace': {
+    kind: 'duration',
+    default: DEFAULT_DRAIN_IDLE_GRACE_MS,
+    help: 'ours: while draining, exit only once no connection is open and no dial has arrived for this long (dials routed before DRAIN, or by an upstream server to its only agent, are still served)',
   },
   'max-grpc-message-size': {
     kind: 'int',
@@ -115,20 +123,41 @@ export const agentFlags = {
   'count-server-leases': {
     kind: 'bool',
     default: false,
-    help: 'count the proxy-servers by their unexpired Leases (needs list/watch on leases); the agent connects to max(lease count, serverCount header) servers',
+    help: 'count the proxy-servers by their unexpired Leases (needs list/watch on leases); how the count combines with the serverCount header: --server-count-source',
   },
   'lease-namespace': { kind: 'string', default: 'kube-system', help: 'namespace of the server Leases' },
+  'lease-label': {
+    kind: 'string',
+    default: DEFAULT_LEASE_LABEL,
+    help: 'label selector of the server Leases',
+  },
   'lease-label-selector': {
     kind: 'string',
-    default: 'k8s-app=konnectivity-server',
-    help: 'label selector of the server Leases',
+    default: DEFAULT_LEASE_LABEL,
+    help: 'ours: the same as --lease-label (its earlier name here, kept as an alias)',
+  },
+  'server-count-source': {
+    kind: 'string',
+    default: 'default',
+    help: "how many servers to connect to: 'default' uses one source (the Lease count with --count-server-leases, else the serverCount header), 'max' the larger of both (at least 1)",
   },
   kubeconfig: {
     kind: 'string',
     default: '',
-    help: 'kubeconfig for --count-server-leases (empty: the in-cluster service account)',
+    help: 'kubeconfig for --count-server-leases (empty: the in-cluster service account); a plain http:// server is accepted, with a warning',
+  },
+  'kube-api-content-type': {
+    kind: 'string',
+    default: JSON_CONTENT_TYPE,
+    help: 'content type of requests to the Kubernetes API: only application/json is spoken; another value (upstream: protobuf) is accepted with a warning',
   },
   ...profilingFlags,
+  'warn-on-channel-limit': {
+    kind: 'bool',
+    default: false,
+    help: '',
+    notImplemented: 'there are no channels to fill: buffering is bounded by backpressure',
+  },
   'xfr-channel-size': {
     kind: 'int',
     default: 150,
@@ -169,6 +198,19 @@ export function checkAgentIdentifiers(text: string, log: Logger): void {
   for (const type of parsed.unknown) log.warn({ type }, 'unknown agent identifier type ignored');
 }
 
+/** --lease-label (upstream's name) or --lease-label-selector (ours, an alias): whichever is set. */
+function leaseLabelFlag(v: AgentFlagValues): string {
+  const upstream = v['lease-label'];
+  const alias = v['lease-label-selector'];
+  if (alias === DEFAULT_LEASE_LABEL) return upstream;
+  if (upstream !== DEFAULT_LEASE_LABEL && upstream !== alias) {
+    throw new FlagError(
+      `--lease-label "${upstream}" and --lease-label-selector "${alias}" disagree: set one of them`,
+    );
+  }
+  return alias;
+}
+
 export function agentConfigFromFlags(
   values: AgentFlagValues,
   log: Logger,
@@ -182,15 +224,19 @@ export function agentConfigFromFlags(
     throw new FlagError('cannot have --agent-key empty when --agent-cert is set');
   if (v['agent-key'] && !v['agent-cert'])
     throw new FlagError('cannot have --agent-cert empty when --agent-key is set');
+  const leaseLabel = leaseLabelFlag(v);
   if (v['count-server-leases']) {
-    parseFlagValue(
-      () => parseLabels(v['lease-label-selector']),
-      LabelSyntaxError,
-      '--lease-label-selector: ',
-    );
+    const flag = v['lease-label-selector'] === DEFAULT_LEASE_LABEL ? 'lease-label' : 'lease-label-selector';
+    parseFlagValue(() => parseLabels(leaseLabel), LabelSyntaxError, `--${flag}: `);
   }
+  const countSource = v['server-count-source'];
+  if (countSource !== '' && countSource !== 'default' && countSource !== 'max') {
+    throw new FlagError(`--server-count-source must be one of '', 'default', 'max', got ${countSource}`);
+  }
+  checkKubeContentType(v['kube-api-content-type'], log);
   if (v['probe-interval'] <= 0) throw new FlagError('--probe-interval must be > 0');
   if (v['drain-timeout'] < 0) throw new FlagError('--drain-timeout must be >= 0');
+  if (v['drain-idle-grace'] < 0) throw new FlagError('--drain-idle-grace must be >= 0');
   if (v['sync-interval'] <= 0) throw new FlagError('--sync-interval must be > 0');
   if (v['sync-interval'] > v['sync-interval-cap']) {
     throw new FlagError(
@@ -220,6 +266,7 @@ export function agentConfigFromFlags(
     syncIntervalMs: v['sync-interval'],
     syncIntervalCapMs: v['sync-interval-cap'],
     syncForever: v['sync-forever'],
+    serverCountSource: countSource === 'max' ? 'max' : 'default',
     probeIntervalMs: v['probe-interval'],
     keepaliveTimeMs: v['keepalive-time'],
     windowBytes: v['server-window-size'],
@@ -228,10 +275,11 @@ export function agentConfigFromFlags(
     maxMessageBytes: v['max-grpc-message-size'],
     alpnProtocols: v['alpn-proto'],
     drainTimeoutMs: v['drain-timeout'],
+    drainIdleGraceMs: v['drain-idle-grace'],
     leaseCounting: v['count-server-leases']
       ? {
           namespace: v['lease-namespace'],
-          labelSelector: v['lease-label-selector'],
+          labelSelector: leaseLabel,
           kubeconfig: v.kubeconfig,
         }
       : undefined,

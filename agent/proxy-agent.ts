@@ -5,7 +5,7 @@ import type { Logger } from '../common/log.js';
 import { createRegistry } from '../common/metrics.js';
 import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
 import { AgentMetrics } from './metrics.js';
-import { ClientSet } from './client-set.js';
+import { ClientSet, type ServerCountSource } from './client-set.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import type { DestinationPolicy } from './destination-policy.js';
 import { LeaseCounter } from './lease-counter.js';
@@ -41,11 +41,21 @@ export interface ProxyAgentConfig {
   leaseCounting?: { namespace: string; labelSelector: string; kubeconfig: string } | undefined;
   /** SIGTERM: how long open connections may finish after DRAIN; 0: stop at once. */
   drainTimeoutMs?: number;
+  /**
+   * While draining, the agent exits only once no connection is open and no dial has arrived
+   * for this long (a dial a server routed before it read DRAIN, or one an upstream server
+   * routes to its only agent, still finds the agent serving). Default 5 s.
+   */
+  drainIdleGraceMs?: number;
+  /** --server-count-source. */
+  serverCountSource?: ServerCountSource;
   health?: { host: string; port: number };
   admin?: { host: string; port: number };
   log: Logger;
   registry?: Registry;
 }
+
+export const DEFAULT_DRAIN_IDLE_GRACE_MS = 5000;
 
 export interface AgentAddresses {
   healthPort?: number;
@@ -83,7 +93,8 @@ export class ProxyAgent {
       syncIntervalMs: config.syncIntervalMs,
       syncIntervalCapMs: config.syncIntervalCapMs,
       syncForever: config.syncForever ?? false,
-      countedServers: () => this.leaseCounter?.count() ?? 0,
+      countedServers: config.leaseCounting ? () => this.leaseCounter?.count() ?? 0 : undefined,
+      serverCountSource: config.serverCountSource ?? 'default',
       probeIntervalMs: config.probeIntervalMs ?? 1000,
       log: config.log,
       metrics: this.metrics,
@@ -106,7 +117,7 @@ export class ProxyAgent {
     try {
       const leases = this.config.leaseCounting;
       if (leases) {
-        const client = await loadKubeClient(leases.kubeconfig);
+        const client = await loadKubeClient(leases.kubeconfig, this.config.log);
         this.leaseCounter = new LeaseCounter(
           client,
           leases.namespace,
@@ -141,8 +152,9 @@ export class ProxyAgent {
   }
 
   /**
-   * SIGTERM: DRAIN on every stream so servers send no new dials, let open connections finish
-   * for up to the drain timeout, then close everything.
+   * SIGTERM: DRAIN on every stream so servers prefer other agents, keep serving dials that still
+   * arrive, and stop once no connection is open and no dial has come for the idle grace, or at
+   * the drain timeout, or when no server is left. A second signal exits at once (main-runner).
    */
   async shutdown(): Promise<void> {
     const timeout = this.config.drainTimeoutMs ?? 0;
@@ -150,12 +162,23 @@ export class ProxyAgent {
       this.draining = true;
       this.clients.drain();
       const log = this.config.log;
-      log.info({ timeoutMs: timeout, open: this.clients.openConnections }, 'draining');
-      const deadline = Date.now() + timeout;
-      while (this.clients.openConnections > 0 && this.clients.connectedCount > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+      const grace = this.config.drainIdleGraceMs ?? DEFAULT_DRAIN_IDLE_GRACE_MS;
+      log.info({ timeoutMs: timeout, idleGraceMs: grace, open: this.clients.openConnections }, 'draining');
+      const started = performance.now();
+      const deadline = started + timeout;
+      const idleFor = () => performance.now() - Math.max(started, this.clients.lastDialAt);
+      const busy = () => this.clients.openConnections > 0 || this.clients.pendingDials > 0;
+      while (
+        this.clients.connectedCount > 0 &&
+        performance.now() < deadline &&
+        (busy() || idleFor() < grace)
+      ) {
+        await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - performance.now()))));
       }
-      log.info({ open: this.clients.openConnections }, 'drain over');
+      log.info(
+        { open: this.clients.openConnections, drainedMs: Math.round(performance.now() - started) },
+        'drain over',
+      );
     }
     this.clients.stop();
     await this.leaseCounter?.stop();

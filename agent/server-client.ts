@@ -64,6 +64,8 @@ export class ServerClient implements StreamSender {
   private link: Http2LinkTuner | undefined;
   serverID = '';
   private readonly pendingDials = new Map<bigint, net.Socket>();
+  /** performance.now() of the latest DIAL_REQ: a draining agent waits a grace after it. */
+  lastDialAt = 0;
   private nextConnectID = 1n;
   private call: GrpcClientCall | undefined;
   private gate: StreamGate | undefined;
@@ -222,6 +224,7 @@ export class ServerClient implements StreamSender {
         return;
       }
       case PacketType.DIAL_REQ:
+        this.lastDialAt = performance.now();
         this.dial(p.random, p.address, p.protocol);
         return;
       case PacketType.CLOSE_REQ: {
@@ -296,6 +299,10 @@ export class ServerClient implements StreamSender {
       }
       this.send(packets.dialResponse(random, 0n, text));
     });
+  }
+
+  get pendingDialCount(): number {
+    return this.pendingDials.size;
   }
 
   /** The stream is open and its connection neither closing nor failed (keepalive included). */

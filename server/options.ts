@@ -13,12 +13,12 @@ import { profilingFlags } from '../common/flags/upstream-noop-flags.js';
 import { isValidConnectionWindow } from '../proto/flow-control.js';
 import { readPem, type TlsFiles } from '../common/tls.js';
 import { LabelSyntaxError, parseLabels } from '../common/kube/leases.js';
+import { checkKubeContentType, JSON_CONTENT_TYPE } from '../common/kube/client.js';
 import { parseProxyStrategies, StrategyError } from './backend/proxy-strategies.js';
 import { TlsPolicyError, tlsPolicyFromFlags } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
 
-const later = (issue: string) => `not implemented yet (${issue})`;
 
 export const serverFlags = {
   ...klogFlags,
@@ -175,19 +175,18 @@ export const serverFlags = {
     kind: 'float',
     default: 0,
     help: '',
-    notImplemented: later('no Kubernetes client yet'),
+    notImplemented: 'API requests are not rate-limited client-side; TokenReviews are cached per token',
   },
   'kubeconfig-burst': {
     kind: 'int',
     default: 0,
     help: '',
-    notImplemented: later('no Kubernetes client yet'),
+    notImplemented: 'API requests are not rate-limited client-side; TokenReviews are cached per token',
   },
   'kube-api-content-type': {
     kind: 'string',
-    default: '',
-    help: '',
-    notImplemented: later('no Kubernetes client yet'),
+    default: JSON_CONTENT_TYPE,
+    help: 'content type of requests to the Kubernetes API: only application/json is spoken; another value (upstream: protobuf) is accepted with a warning',
   },
   'enable-lease-controller': {
     kind: 'bool',
@@ -243,6 +242,7 @@ export function serverConfigFromFlags(
   env: NodeJS.ProcessEnv = process.env,
 ): ProxyServerConfig {
   const v = values;
+  checkKubeContentType(v['kube-api-content-type'], log);
   if (v.mode !== 'grpc' && v.mode !== 'http-connect') {
     throw new FlagError(`mode must be set to either 'grpc' or 'http-connect' not "${v.mode}"`);
   }

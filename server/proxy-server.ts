@@ -218,7 +218,7 @@ export class ProxyServer {
     try {
       const { agentAuth: auth, leases } = this.config;
       const needsKube = (auth && !this.config.tokenReviewer) || leases;
-      const kube = needsKube ? await loadKubeClient(this.config.kubeconfig ?? '') : undefined;
+      const kube = needsKube ? await loadKubeClient(this.config.kubeconfig ?? '', this.log) : undefined;
       if (auth) {
         const reviewer = this.config.tokenReviewer ?? (kube && apiTokenReviewer(kube));
         if (!reviewer) throw new Error('token authentication needs a Kubernetes client');

@@ -19,5 +19,6 @@ export const klogFlags = {
   stderrthreshold: { kind: 'string', default: '2', help: '', notImplemented: noEffect },
   vmodule: { kind: 'string', default: '', help: '', notImplemented: noEffect },
   'log-backtrace-at': { kind: 'string', default: '', help: '', notImplemented: noEffect },
+  'legacy-stderr-threshold-behavior': { kind: 'bool', default: true, help: '', notImplemented: noEffect },
   'log-format': { kind: 'string', default: 'json', help: '', notImplemented: noEffect },
 } satisfies FlagTable;

@@ -2,6 +2,7 @@
 // ~0.3 s and tens of MiB at import, which a server without token auth or leases never pays.
 import type * as k8s from '@kubernetes/client-node';
 import { ErrorCode, TunnelError } from '../errors.js';
+import type { Logger } from '../log.js';
 
 export type K8sModule = typeof k8s;
 
@@ -10,8 +11,25 @@ export interface KubeClient {
   readonly config: k8s.KubeConfig;
 }
 
+/** The content type our client speaks; --kube-api-content-type can only name this one. */
+export const JSON_CONTENT_TYPE = 'application/json';
+
+/**
+ * --kube-api-content-type: upstream's client-go can send protobuf; @kubernetes/client-node
+ * speaks JSON only. JSON (or empty) is honoured; anything else is accepted with a warning, so
+ * upstream manifests that ask for protobuf still start.
+ */
+export function checkKubeContentType(value: string, log: Logger): void {
+  const type = value.split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type === '' || type === JSON_CONTENT_TYPE) return;
+  log.warn(
+    { requested: value, used: JSON_CONTENT_TYPE },
+    '--kube-api-content-type: this client speaks JSON only; requests to the Kubernetes API are sent as application/json',
+  );
+}
+
 /** From a kubeconfig file, or the in-cluster service account when `kubeconfig` is empty. */
-export async function loadKubeClient(kubeconfig: string): Promise<KubeClient> {
+export async function loadKubeClient(kubeconfig: string, log?: Logger): Promise<KubeClient> {
   if (!kubeconfig && (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT)) {
     throw new TunnelError(
       ErrorCode.CONFIG,
@@ -30,8 +48,23 @@ export async function loadKubeClient(kubeconfig: string): Promise<KubeClient> {
       { cause: err },
     );
   }
-  if (!config.getCurrentCluster()) {
+  const cluster = config.getCurrentCluster();
+  if (!cluster) {
     throw new TunnelError(ErrorCode.CONFIG, `--kubeconfig ${kubeconfig} names no current cluster`);
+  }
+  if (cluster.server.startsWith('http:') && !cluster.skipTLSVerify) {
+    // client-go accepts a plain-HTTP server; client-node refuses one unless TLS verification is
+    // "skipped", which means nothing without TLS. Accept it as client-go does, and say so.
+    log?.warn(
+      { server: cluster.server },
+      'the kubeconfig names a plain-HTTP API server: requests and tokens travel unencrypted',
+    );
+    config.loadFromOptions({
+      clusters: config.clusters.map((c) => (c === cluster ? { ...c, skipTLSVerify: true } : c)),
+      users: config.users,
+      contexts: config.contexts,
+      currentContext: config.currentContext,
+    });
   }
   return { k8s: mod, config };
 }

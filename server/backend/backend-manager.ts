@@ -62,6 +62,8 @@ export class BackendManager {
   /** An agent for a dial to `host`, through the strategy chain in order. */
   pick(host: string): PickResult {
     for (const strategy of this.strategies) {
+      // A draining agent serves only when the strategy has no other: it still answers dials
+      // until it exits, and upstream servers route to it regardless.
       const backend = leastLoaded(this.candidates(strategy, host));
       if (backend) {
         this.metrics.strategyDials.labels(strategy).inc();
@@ -120,21 +122,33 @@ export class BackendManager {
   }
 }
 
-/** The non-draining agent with the fewest open and pending connections; ties at random. */
+/**
+ * The agent with the fewest open and pending connections, ties at random. Draining agents are
+ * chosen only when every candidate drains.
+ */
 function leastLoaded(candidates: Iterable<Backend>): Backend | undefined {
-  let best: Backend | undefined;
-  let bestLoad = Infinity;
-  let ties = 0;
+  const live = new LoadPick();
+  const draining = new LoadPick();
   for (const b of candidates) {
-    if (b.draining || b.closed) continue;
+    if (b.closed) continue;
+    (b.draining ? draining : live).offer(b);
+  }
+  return live.best ?? draining.best;
+}
+
+class LoadPick {
+  best: Backend | undefined;
+  private bestLoad = Infinity;
+  private ties = 0;
+
+  offer(b: Backend): void {
     const load = b.connections.size + b.pendingDials;
-    if (load < bestLoad) {
-      best = b;
-      bestLoad = load;
-      ties = 1;
-    } else if (load === bestLoad && Math.random() * ++ties < 1) {
-      best = b; // reservoir sampling: each tied agent equally likely
+    if (load < this.bestLoad) {
+      this.best = b;
+      this.bestLoad = load;
+      this.ties = 1;
+    } else if (load === this.bestLoad && Math.random() * ++this.ties < 1) {
+      this.best = b; // reservoir sampling: each tied agent equally likely
     }
   }
-  return best;
 }

@@ -111,3 +111,64 @@ describe('agent drain on SIGTERM', () => {
     for (const s of held) s.destroy();
   });
 });
+
+// Upstream's TestProxyHandle_AfterDrain: SIGTERM to the only agent, then a dial through it
+// still succeeds (a dial may already be on its way; upstream servers keep routing to it).
+describe('drain of the only agent', () => {
+  let cluster: Cluster;
+  let target: LabTarget;
+  before(async () => {
+    target = await new LabTarget('lab').start();
+    cluster = await startCluster('grpc', 'uds', { agents: 0 });
+  });
+  after(async () => {
+    await cluster.stop();
+    await target.stop();
+  });
+
+  it('serves dials that arrive after DRAIN, then exits once idle for the grace', async () => {
+    const agent = await cluster.startAgent(['--agent-id=only', '--drain-timeout=60s']);
+    await waitMetric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_ready_backend_connections',
+      1,
+    );
+    agent.child.kill('SIGTERM');
+    await waitFor('server sees the drain', async () => {
+      const drained = await metric(
+        cluster.server.adminPort,
+        'konnectivity_network_proxy_server_draining_backend_connections',
+      );
+      return drained === 1 || undefined;
+    });
+    for (let i = 0; i < 3; i++) assert.equal(await askLabId(cluster.frontend, target.address), 'lab\n');
+    assert.equal(agent.child.exitCode, null, 'still serving');
+    assert.equal(await within(agent.exited, 30_000, 'drained agent exits once idle'), 0);
+    const over = agent.find('drain over');
+    assert.ok(over);
+    assert.equal(over.open, 0);
+  });
+
+  it('exits at once on a second signal, with a connection still open', async () => {
+    const agent = await cluster.startAgent(['--agent-id=twice', '--drain-timeout=60s']);
+    await waitMetric(
+      cluster.server.adminPort,
+      'konnectivity_network_proxy_server_ready_backend_connections',
+      1,
+    );
+    const held = await dial(cluster.frontend, target.address);
+    held.on('error', () => undefined);
+    held.write('echo\n');
+    await waitFor(
+      'the connection is open on the agent',
+      async () => (await metric(port(agent), OPEN)) === 1 || undefined,
+    );
+    agent.child.kill('SIGTERM');
+    await agent.waitLog('draining');
+    agent.child.kill('SIGTERM');
+    assert.equal(await within(agent.exited, 20_000, 'agent exits on the second signal'), 1);
+    assert.ok(agent.find('second signal: exiting now'));
+    assert.equal(agent.find('drain over'), undefined);
+    held.destroy();
+  });
+});

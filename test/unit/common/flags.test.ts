@@ -5,6 +5,7 @@ import { FlagError, parseFlags } from '../../../common/flags/flag-set.js';
 import { serverConfigFromFlags, serverFlags } from '../../../server/options.js';
 import { agentConfigFromFlags, agentFlags } from '../../../agent/options.js';
 import { createLogger } from '../../../common/log.js';
+import { upstreamAgentFlags, upstreamArgs, upstreamServerFlags } from '../../support/upstream-flags.js';
 
 const quiet = createLogger({ component: 'test', level: 'silent' });
 
@@ -165,5 +166,48 @@ describe('command lines', () => {
       /--lease-label-selector/,
     );
     assert.throws(() => cfg(['--drain-timeout=-1s']), /--drain-timeout must be >= 0/);
+  });
+
+  it('takes the upstream agent flags: --lease-label (alias --lease-label-selector), --server-count-source', () => {
+    const cfg = (args: string[]) => agentConfigFromFlags(parseFlags(agentFlags, args).values, quiet, {});
+    const selector = (args: string[]) => cfg(['--count-server-leases', ...args]).leaseCounting?.labelSelector;
+    assert.equal(selector([]), 'k8s-app=konnectivity-server');
+    assert.equal(selector(['--lease-label=app=knp']), 'app=knp');
+    assert.equal(selector(['--lease-label-selector=app=ours']), 'app=ours');
+    assert.equal(selector(['--lease-label=app=same', '--lease-label-selector=app=same']), 'app=same');
+    assert.throws(
+      () => selector(['--lease-label=a=1', '--lease-label-selector=a=2']),
+      /disagree: set one of them/,
+    );
+    assert.throws(() => selector(['--lease-label=k8s-app in (a)']), /^FlagError: --lease-label: /);
+    assert.equal(cfg([]).serverCountSource, 'default');
+    assert.equal(cfg(['--server-count-source=']).serverCountSource, 'default');
+    assert.equal(cfg(['--server-count-source=max']).serverCountSource, 'max');
+    assert.throws(
+      () => cfg(['--server-count-source=min']),
+      /--server-count-source must be one of '', 'default', 'max', got min/,
+    );
+    assert.throws(() => cfg(['--drain-idle-grace=-1s']), /--drain-idle-grace must be >= 0/);
+  });
+
+  it('parses every flag upstream v0.33 defines, on both binaries', () => {
+    const context = {
+      agentCert: 'a',
+      agentKey: 'b',
+      ca: 'c',
+      agentPort: 8091,
+      tokenFile: 't',
+      kubeconfig: 'k',
+      serverCert: 's',
+      serverKey: 'sk',
+      uds: '/tmp/u.sock',
+    };
+    for (const [table, flags] of [
+      [agentFlags, upstreamAgentFlags],
+      [serverFlags, upstreamServerFlags],
+    ] as const) {
+      const parsed = parseFlags(table, upstreamArgs(flags, context));
+      assert.equal(parsed.set.size, flags.length, 'each flag set once, none unknown');
+    }
   });
 });
