@@ -42,7 +42,15 @@ export default tseslint.config(
   },
   // client-node's API models are plain data classes; its documented use passes object literals.
   {
-    files: ['common/kube/**/*.ts', 'server/leases/**/*.ts', 'ccm-integration/ccm/**/*.ts', 'test/support/fake-kube-api.ts'],
+    files: [
+      'common/kube/**/*.ts',
+      'server/leases/**/*.ts',
+      'ccm-integration/ccm/**/*.ts',
+      'test/support/fake-kube-api.ts',
+      'test/support/fake-kube/**/*.ts',
+      'test/integration/fake-kube-api.test.ts',
+      'test/e2e/ccm-*.test.ts',
+    ],
     rules: {
       '@typescript-eslint/no-unsafe-class-instance-assignment': 'off',
       '@typescript-eslint/no-misused-spread': 'off',

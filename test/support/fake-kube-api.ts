@@ -1,19 +1,51 @@
-// A small in-process Kubernetes API server for tests: it speaks the real REST protocol (JSON
-// over HTTP, Status objects, resourceVersion conflicts, label selectors) for the two
-// resources we use, so the real @kubernetes/client-node talks to it unchanged:
-//   POST /apis/authentication.k8s.io/v1/tokenreviews
-//   /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]  (list, watch, get, create,
-//   replace, delete; watch replays changes after the resourceVersion it is given)
+// A small in-process Kubernetes API server for tests. It speaks the real REST protocol (JSON
+// over HTTP, Status errors, resourceVersion conflicts, selectors, watch streams), so the real
+// @kubernetes/client-node talks to it unchanged. It serves:
+//   POST /apis/authentication.k8s.io/v1/tokenreviews   (answers from `tokens`)
+//   every resource of the table in fake-kube/resources.ts (nodes, services, pods, events,
+//   endpoints, configmaps, secrets, leases, endpointslices, events.k8s.io events, ...; add
+//   more with `register`): list, watch, get, create, update, patch (JSON, merge and
+//   strategic merge), delete with finalizers, deletecollection, and /status where the real
+//   resource has it. The rules each part follows are at the top of its module in fake-kube/.
+//   Discovery (/api, /apis, /api/v1, /apis/<g>/<v>, /version) for kubectl.
+//
+// Usage in tests:
+//   const api = await new FakeKubeApi().start();          // t.after(() => api.stop())
+//   const kubeconfig = api.writeKubeconfig(dir);           // for loadKubeClient or a child process
+//   api.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, spec: {}, status: {} });
+//   api.get('nodes', 'n1'); api.get('services', 'default', 'web'); api.list('services', 'default');
+//   api.delete('services', 'default', 'web');             // as a user would: finalizers hold it
+//   api.remove('nodes', 'n1');                             // gone at once, whatever its finalizers
+//   api.failNext('PATCH', '/api/v1/nodes/n1/status', 500); // the next such request gets a 500 Status
+//   api.onRequest((req) => (req.watch ? { status: 503 } : undefined)); // any answer, any request
+//   await api.waitFor('n1 tainted', () => taintsOf(api.get('nodes', 'n1')).length > 0 || undefined);
+//   api.dropWatches(); api.compactHistory();               // informers re-watch; next re-watch gets 410
+// With client-node 1.4 a patch goes out as application/json-patch+json unless the call says
+// otherwise: pass `setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch)` (or
+// MergePatch) as the call's second argument; see test/integration/fake-kube-api.test.ts.
 import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ApiError, errors, failureStatus } from './fake-kube/api-error.js';
+import { discovery } from './fake-kube/discovery.js';
+import { clone, parseBody } from './fake-kube/json.js';
+import { ObjectStore, type Change, type KubeObject } from './fake-kube/object-store.js';
+import { RequestFaults, replyBody, type RequestHook } from './fake-kube/request-faults.js';
+import {
+  DEFAULT_RESOURCES,
+  qualifiedName,
+  ResourceRegistry,
+  type ResourceType,
+} from './fake-kube/resources.js';
+import { RestHandler } from './fake-kube/rest-handler.js';
+import { reviewToken, type FakeToken } from './fake-kube/token-review.js';
+import { WatchHub } from './fake-kube/watch-stream.js';
+import { waitFor } from './wait.js';
 
-export interface FakeToken {
-  /** "system:serviceaccount:<ns>:<name>" */
-  user: string;
-  audiences: string[];
-  expired?: boolean;
-}
+export type { FakeToken } from './fake-kube/token-review.js';
+export type { Change, ChangeType, KubeObject, ObjectMeta } from './fake-kube/object-store.js';
+export type { ResourceType } from './fake-kube/resources.js';
+export type { FakeReply, FakeRequest, RequestHook } from './fake-kube/request-faults.js';
 
 export interface LeaseObject {
   apiVersion: 'coordination.k8s.io/v1';
@@ -34,28 +66,75 @@ export interface LeaseObject {
   };
 }
 
+export interface FakeKubeApiOptions {
+  /** Changes kept for watches that resume from a resourceVersion; older ones get 410. Default 10,000. */
+  historyLimit?: number;
+  /** Resources to serve beside DEFAULT_RESOURCES. */
+  resources?: ResourceType[];
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  /** The query string without "?". */
+  query: string;
+}
+
+/** (name) for a cluster-scoped resource, (namespace, name) for a namespaced one. */
+export type ObjectRef = [name: string] | [namespace: string, name: string];
+
 const TOKEN_REVIEWS = '/apis/authentication.k8s.io/v1/tokenreviews';
-const LEASES = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/;
+
+function send(
+  res: http.ServerResponse,
+  code: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(code, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function isWatchUrl(url: URL): boolean {
+  const w = url.searchParams.get('watch');
+  return w === 'true' || w === '1' || /^\/apis?\/(?:[^/]+\/)?v[^/]*\/watch\//.test(url.pathname);
+}
+
+function lenientBody(raw: Buffer): unknown {
+  try {
+    return parseBody(raw);
+  } catch {
+    return raw.toString('utf8');
+  }
+}
 
 export class FakeKubeApi {
   readonly tokens = new Map<string, FakeToken>();
-  /** namespace/name → lease */
-  readonly leases = new Map<string, LeaseObject>();
-  readonly requests: { method: string; path: string }[] = [];
+  /** namespace/name → lease: the live store of coordination.k8s.io leases (read it, do not write it). */
+  readonly leases: Map<string, LeaseObject>;
+  readonly requests: RecordedRequest[] = [];
   /** The bearer token clients must present. */
   readonly clientToken = 'fake-api-client-token';
+  readonly resources: ResourceRegistry;
+  port = 0;
+  private readonly store: ObjectStore;
+  private readonly rest: RestHandler;
+  private readonly watches: WatchHub;
+  private readonly faults = new RequestFaults();
   private readonly server = http.createServer((req, res) => {
     this.handle(req, res);
   });
-  private version = 1;
-  /** Every lease change, for watches that start from a resourceVersion. */
-  private readonly events: { rv: number; type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: LeaseObject }[] = [];
-  private readonly watchers = new Set<{
-    ns: string;
-    selector: [string, string][];
-    res: http.ServerResponse;
-  }>();
-  port = 0;
+
+  constructor(options: FakeKubeApiOptions = {}) {
+    this.resources = new ResourceRegistry([...DEFAULT_RESOURCES, ...(options.resources ?? [])]);
+    this.store = new ObjectStore(this.resources, options.historyLimit ?? 10_000);
+    this.rest = new RestHandler(this.store, this.resources);
+    this.watches = new WatchHub(this.store);
+    this.leases = this.store.mapOf(this.resources.fromName('leases.coordination.k8s.io')) as unknown as Map<
+      string,
+      LeaseObject
+    >;
+  }
 
   async start(): Promise<this> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
@@ -65,8 +144,9 @@ export class FakeKubeApi {
     return this;
   }
 
+  /** Closes every connection and watch; safe to call twice. */
   async stop(): Promise<void> {
-    for (const w of this.watchers) w.res.destroy();
+    this.watches.destroyAll();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -95,6 +175,116 @@ export class FakeKubeApi {
     return path;
   }
 
+  count(method: string, prefix: string): number {
+    return this.requests.filter((r) => r.method === method && r.path.startsWith(prefix)).length;
+  }
+
+  // ---- seeding and reading the store ----------------------------------------------------------
+
+  /** Serves one more resource (a CRD, apps/v1 deployments, ...). */
+  register(resource: ResourceType): void {
+    this.resources.register(resource);
+  }
+
+  /**
+   * Creates or replaces an object whole, status included, as another client would have
+   * written it: a new resourceVersion and an ADDED or MODIFIED event for watchers, uid and
+   * creationTimestamp kept from a stored object. Needs apiVersion, kind, metadata.name (and
+   * metadata.namespace when namespaced). Returns a copy of what is stored.
+   */
+  apply(obj: object): KubeObject {
+    return clone(this.store.put(JSON.parse(JSON.stringify(obj)) as unknown));
+  }
+
+  /** A copy of the object, or undefined. `resource` is "nodes" or "leases.coordination.k8s.io". */
+  get(resource: string, ...ref: ObjectRef): KubeObject | undefined {
+    const { r, namespace, name } = this.locate(resource, ref);
+    const o = this.store.get(r, namespace, name);
+    return o && clone(o);
+  }
+
+  /** Copies of the objects, sorted by namespace and name, in one namespace or all. */
+  list(resource: string, namespace?: string): KubeObject[] {
+    return this.store.list(this.resources.fromName(resource), namespace).map((o) => clone(o));
+  }
+
+  /**
+   * Deletes as a client would: an object with finalizers gets a deletionTimestamp and stays
+   * until they are removed. False when there was no such object.
+   */
+  delete(resource: string, ...ref: ObjectRef): boolean {
+    const { r, namespace, name } = this.locate(resource, ref);
+    if (!this.store.get(r, namespace, name)) return false;
+    this.store.delete(r, namespace, name);
+    return true;
+  }
+
+  /** Removes an object at once, finalizers or not (DELETED event). False when there was none. */
+  remove(resource: string, ...ref: ObjectRef): boolean {
+    const { r, namespace, name } = this.locate(resource, ref);
+    return this.store.forceRemove(r, namespace, name) !== undefined;
+  }
+
+  /** The current resourceVersion (the last one handed out). */
+  get resourceVersion(): string {
+    return String(this.store.resourceVersion);
+  }
+
+  /** Retained changes (oldest first), of one resource or all. The objects are shared: read only. */
+  changes(resource?: string): Change[] {
+    const all = this.store.changes();
+    if (resource === undefined) return [...all];
+    const r = this.resources.fromName(resource);
+    return all.filter((c) => c.resource.group === r.group && c.resource.plural === r.plural);
+  }
+
+  /** Calls `listener` on every change as it is stored; returns the unsubscribe function. */
+  onChange(listener: (change: Change) => void): () => void {
+    return this.store.subscribe(listener);
+  }
+
+  /** Waits until `check` returns something other than undefined/false (test/support/wait.ts). */
+  waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs?: number): Promise<T> {
+    return waitFor(what, check, timeoutMs);
+  }
+
+  // ---- faults -------------------------------------------------------------------------------
+
+  /**
+   * The next `count` requests with `method` ("*" for any) whose path starts with `pathPrefix`
+   * get a Status error `status` (reason from the code: 409 Conflict, 500 InternalError, ...).
+   * Checked after authentication, before anything else, in the order the rules were added.
+   */
+  failNext(method: string, pathPrefix: string, status: number, count = 1, message?: string): void {
+    this.faults.failNext(method, pathPrefix, status, count, message ?? `injected failure (${status})`);
+  }
+
+  /**
+   * `hook` sees every authenticated request (after failNext rules); returning a reply answers
+   * it instead of the fake (a reply without body is a Status for its code), undefined lets it
+   * through. It may be async, to hold a request. Returns the function that removes the hook.
+   */
+  onRequest(hook: RequestHook): () => void {
+    return this.faults.onRequest(hook);
+  }
+
+  /** Ends every open watch stream: clients re-watch from the last resourceVersion they saw. */
+  dropWatches(): void {
+    this.watches.closeAll();
+  }
+
+  /** Watch streams open now. */
+  get openWatches(): number {
+    return this.watches.count;
+  }
+
+  /** Forgets the change history: resuming a watch from any earlier resourceVersion gets 410. */
+  compactHistory(): void {
+    this.store.compact();
+  }
+
+  // ---- leases, as the first users of this fake write them ------------------------------------
+
   /** Sets a lease directly (as another server would), renewed `ageSeconds` ago. */
   putLease(
     namespace: string,
@@ -103,214 +293,92 @@ export class FakeKubeApi {
     durationSeconds: number,
     ageSeconds = 0,
   ): void {
-    const now = new Date(Date.now() - ageSeconds * 1000).toISOString();
-    const existed = this.leases.has(`${namespace}/${name}`);
-    const lease: LeaseObject = {
+    const at = new Date(Date.now() - ageSeconds * 1000).toISOString();
+    this.apply({
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: {
-        name,
-        namespace,
-        labels,
-        resourceVersion: String(this.version++),
-        uid: name,
-        creationTimestamp: now,
-      },
-      spec: { holderIdentity: name, leaseDurationSeconds: durationSeconds, acquireTime: now, renewTime: now },
-    };
-    this.leases.set(`${namespace}/${name}`, lease);
-    this.emit(existed ? 'MODIFIED' : 'ADDED', lease);
+      metadata: { name, namespace, labels },
+      spec: { holderIdentity: name, leaseDurationSeconds: durationSeconds, acquireTime: at, renewTime: at },
+    });
   }
 
   /** Deletes a lease directly (as an operator or another server would). */
   deleteLease(namespace: string, name: string): void {
-    const lease = this.leases.get(`${namespace}/${name}`);
-    if (!lease) return;
-    this.leases.delete(`${namespace}/${name}`);
-    this.emit('DELETED', {
-      ...lease,
-      metadata: { ...lease.metadata, resourceVersion: String(this.version++) },
-    });
+    this.remove('leases.coordination.k8s.io', namespace, name);
   }
 
-  private emit(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: LeaseObject): void {
-    const event = { rv: Number(object.metadata.resourceVersion), type, object };
-    this.events.push(event);
-    for (const w of this.watchers) this.send(w, event);
-  }
+  // ---- HTTP ---------------------------------------------------------------------------------
 
-  private send(
-    w: { ns: string; selector: [string, string][]; res: http.ServerResponse },
-    e: { type: string; object: LeaseObject },
-  ): void {
-    if (e.object.metadata.namespace !== w.ns) return;
-    if (!w.selector.every(([k, v]) => e.object.metadata.labels?.[k] === v)) return;
-    w.res.write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
-  }
-
-  count(method: string, prefix: string): number {
-    return this.requests.filter((r) => r.method === method && r.path.startsWith(prefix)).length;
+  private locate(
+    resource: string,
+    ref: ObjectRef,
+  ): { r: ResourceType; namespace: string | undefined; name: string } {
+    const r = this.resources.fromName(resource);
+    if (ref.length === 2) {
+      const [namespace, name] = ref;
+      if (!r.namespaced && namespace) {
+        throw new Error(
+          `${qualifiedName(r)} is cluster-scoped: pass only the name, not namespace "${namespace}"`,
+        );
+      }
+      return { r, namespace: r.namespaced ? namespace : undefined, name };
+    }
+    if (r.namespaced) throw new Error(`${qualifiedName(r)} is namespaced: pass the namespace and the name`);
+    return { r, namespace: undefined, name: ref[0] };
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://fake');
-      const method = req.method ?? 'GET';
-      this.requests.push({ method, path: url.pathname });
-      if (req.headers.authorization !== `Bearer ${this.clientToken}`) {
-        status(res, 401, 'Unauthorized', 'Unauthorized');
-        return;
-      }
+      this.respond(req, res, Buffer.concat(chunks)).catch((err: unknown) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (err instanceof ApiError) send(res, err.code, err.toStatus());
+        else send(res, 500, failureStatus(500, 'InternalError', `fake API server: ${String(err)}`));
+      });
+    });
+  }
+
+  private async respond(req: http.IncomingMessage, res: http.ServerResponse, raw: Buffer): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const method = req.method ?? 'GET';
+    this.requests.push({ method, path: url.pathname, query: url.search.slice(1) });
+    if (req.headers.authorization !== `Bearer ${this.clientToken}`) throw errors.unauthorized();
+    const reply = await this.faults.reply({
+      method,
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+      body: lenientBody(raw),
+      watch: isWatchUrl(url),
+    });
+    if (reply) {
+      send(res, reply.status, replyBody(reply), reply.headers);
+      return;
+    }
+    if (url.pathname === TOKEN_REVIEWS && method === 'POST') {
       let body: unknown;
       try {
-        body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString()) : undefined;
+        body = parseBody(raw);
       } catch {
-        status(res, 400, 'BadRequest', 'body is not JSON');
-        return;
+        throw errors.badRequest('body is not JSON');
       }
-      if (url.pathname === TOKEN_REVIEWS && method === 'POST') {
-        this.tokenReview(res, body);
-        return;
-      }
-      const m = LEASES.exec(url.pathname);
-      if (m?.[1]) {
-        this.lease(res, method, m[1], m[2], url.searchParams, body);
-        return;
-      }
-      status(res, 404, 'NotFound', `the server could not find the requested resource ${url.pathname}`);
-    });
-  }
-
-  private tokenReview(res: http.ServerResponse, body: unknown): void {
-    const spec = (body as { spec?: { token?: string; audiences?: string[] } } | undefined)?.spec ?? {};
-    const t = this.tokens.get(spec.token ?? '');
-    const wanted = spec.audiences ?? [];
-    let statusField: Record<string, unknown>;
-    if (!t || t.expired) {
-      statusField = { authenticated: false, error: t ? 'token has expired' : 'invalid bearer token' };
-    } else if (wanted.length > 0 && !wanted.some((a) => t.audiences.includes(a))) {
-      statusField = { authenticated: false, error: 'token audiences is invalid for the target audiences' };
-    } else {
-      const audiences = wanted.length > 0 ? wanted.filter((a) => t.audiences.includes(a)) : t.audiences;
-      statusField = { authenticated: true, user: { username: t.user }, audiences };
-    }
-    json(res, 201, {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenReview',
-      spec,
-      status: statusField,
-    });
-  }
-
-  private lease(
-    res: http.ServerResponse,
-    method: string,
-    ns: string,
-    name: string | undefined,
-    query: URLSearchParams,
-    body: unknown,
-  ): void {
-    const key = `${ns}/${name ?? ''}`;
-    if (!name && method === 'GET' && query.get('watch') === 'true') {
-      const w = { ns, selector: parseSelector(query.get('labelSelector') ?? ''), res };
-      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-      res.flushHeaders();
-      const from = Number(query.get('resourceVersion') ?? '0');
-      for (const e of this.events) if (e.rv > from) this.send(w, e);
-      this.watchers.add(w);
-      res.on('close', () => this.watchers.delete(w));
+      send(res, 201, reviewToken(this.tokens, body));
       return;
     }
-    if (!name && method === 'GET') {
-      const selector = parseSelector(query.get('labelSelector') ?? '');
-      const items = [...this.leases.values()].filter(
-        (l) => l.metadata.namespace === ns && selector.every(([k, v]) => l.metadata.labels?.[k] === v),
-      );
-      json(res, 200, {
-        apiVersion: 'coordination.k8s.io/v1',
-        kind: 'LeaseList',
-        metadata: { resourceVersion: String(this.version) },
-        items,
-      });
-      return;
-    }
-    if (!name && method === 'POST') {
-      const lease = body as LeaseObject;
-      const k = `${ns}/${lease.metadata.name}`;
-      if (this.leases.has(k)) {
-        status(
-          res,
-          409,
-          'AlreadyExists',
-          `leases.coordination.k8s.io "${lease.metadata.name}" already exists`,
-        );
+    if (method === 'GET') {
+      const doc = discovery(url.pathname, this.resources.all(), `127.0.0.1:${this.port}`);
+      if (doc !== undefined) {
+        send(res, 200, doc);
         return;
       }
-      this.store(k, ns, lease);
-      json(res, 201, this.leases.get(k));
-      return;
     }
-    const existing = this.leases.get(key);
-    if (!existing) {
-      status(res, 404, 'NotFound', `leases.coordination.k8s.io "${name ?? ''}" not found`);
-      return;
-    }
-    if (method === 'GET') json(res, 200, existing);
-    else if (method === 'PUT') {
-      const lease = body as LeaseObject;
-      if (lease.metadata.resourceVersion !== existing.metadata.resourceVersion) {
-        status(
-          res,
-          409,
-          'Conflict',
-          'the object has been modified; please apply your changes to the latest version',
-        );
-        return;
-      }
-      this.store(key, ns, lease);
-      json(res, 200, this.leases.get(key));
-    } else if (method === 'DELETE') {
-      this.leases.delete(key);
-      json(res, 200, { apiVersion: 'v1', kind: 'Status', status: 'Success', code: 200 });
-    } else status(res, 405, 'MethodNotAllowed', `${method} is not supported`);
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    const result = this.rest.handle(method, url, contentType, raw);
+    if ('watch' in result) this.watches.serve(result.watch, res);
+    else send(res, result.code, result.body);
   }
-
-  private store(key: string, ns: string, lease: LeaseObject): void {
-    const prev = this.leases.get(key);
-    const stored: LeaseObject = {
-      apiVersion: 'coordination.k8s.io/v1',
-      kind: 'Lease',
-      metadata: {
-        ...lease.metadata,
-        namespace: ns,
-        resourceVersion: String(this.version++),
-        uid: prev?.metadata.uid ?? lease.metadata.name,
-        creationTimestamp: prev?.metadata.creationTimestamp ?? new Date().toISOString(),
-      },
-      spec: lease.spec,
-    };
-    this.leases.set(key, stored);
-    this.emit(prev ? 'MODIFIED' : 'ADDED', stored);
-  }
-}
-
-function parseSelector(text: string): [string, string][] {
-  return text
-    .split(',')
-    .filter(Boolean)
-    .map((term) => {
-      const [k = '', v = ''] = term.split('=');
-      return [k.trim(), v.trim()];
-    });
-}
-
-function json(res: http.ServerResponse, code: number, body: unknown): void {
-  res.writeHead(code, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-}
-
-function status(res: http.ServerResponse, code: number, reason: string, message: string): void {
-  json(res, code, { apiVersion: 'v1', kind: 'Status', status: 'Failure', message, reason, code });
 }
