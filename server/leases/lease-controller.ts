@@ -20,6 +20,8 @@ export interface LeaseControllerOptions {
 
 export class LeaseController {
   private readonly api: k8s.CoordinationV1Api;
+  /** Lease times are MicroTime: kube-apiserver parses exactly six fractional digits. */
+  private readonly microTime: typeof k8s.V1MicroTime;
   private readonly name: string;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
@@ -31,6 +33,7 @@ export class LeaseController {
     private readonly log: Logger,
   ) {
     this.api = client.config.makeApiClient(client.k8s.CoordinationV1Api);
+    this.microTime = client.k8s.V1MicroTime;
     this.name = leaseName(options.serverID);
   }
 
@@ -66,7 +69,7 @@ export class LeaseController {
 
   private async renew(): Promise<void> {
     const { namespace, labels, durationSeconds, serverID } = this.options;
-    const now = new Date();
+    const now = new this.microTime();
     try {
       let lease: k8s.V1Lease | undefined;
       try {

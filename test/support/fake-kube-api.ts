@@ -293,7 +293,8 @@ export class FakeKubeApi {
     durationSeconds: number,
     ageSeconds = 0,
   ): void {
-    const at = new Date(Date.now() - ageSeconds * 1000).toISOString();
+    // MicroTime: six fractional digits, as kube-apiserver requires.
+    const at = new Date(Date.now() - ageSeconds * 1000).toISOString().replace('Z', '000Z');
     this.apply({
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',

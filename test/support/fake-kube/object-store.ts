@@ -15,7 +15,7 @@
 // entries and the objects handed to listeners stay as they were.
 import { randomUUID } from 'node:crypto';
 import { ApiError, errors } from './api-error.js';
-import { clone, isObject, jsonEqual } from './json.js';
+import { clone, isObject, jsonEqual, type JsonObject } from './json.js';
 import { apiVersionOf, resourceKey, type ResourceRegistry, type ResourceType } from './resources.js';
 import type { Selector } from './selectors.js';
 
@@ -298,6 +298,7 @@ export class ObjectStore {
     if (obj.metadata !== undefined && !isObject(obj.metadata)) {
       throw errors.badRequest('metadata must be a JSON object');
     }
+    checkMicroTimes(r, obj);
     const metadata = (obj.metadata ?? {}) as ObjectMeta;
     metadata.name = typeof metadata.name === 'string' ? metadata.name : '';
     return { ...obj, apiVersion, kind: r.kind, metadata };
@@ -415,5 +416,24 @@ export class ObjectStore {
     }
     for (const listener of this.listeners) listener(change);
     return obj;
+  }
+}
+
+/** MicroTime fields kube-apiserver decodes with Go's RFC3339Micro layout: exactly six fractional digits. */
+const MICRO_TIME_FIELDS: Record<string, string[]> = { Lease: ['acquireTime', 'renewTime'] };
+const RFC3339_MICRO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$/;
+
+function checkMicroTimes(r: ResourceType, obj: JsonObject): void {
+  const fields = MICRO_TIME_FIELDS[r.kind];
+  const spec = obj.spec;
+  if (!fields || !isObject(spec)) return;
+  for (const field of fields) {
+    const value = spec[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string' || !RFC3339_MICRO.test(value)) {
+      throw errors.badRequest(
+        `${r.kind} in version "v1" cannot be handled as a ${r.kind}: parsing time ${JSON.stringify(value)} as "2006-01-02T15:04:05.000000Z07:00": spec.${field} must have exactly six fractional digits`,
+      );
+    }
   }
 }
