@@ -14,6 +14,8 @@ export interface Informer<T> {
   onUpdate(handler: (oldObj: T, newObj: T) => void): void;
   onDelete(handler: (obj: T) => void): void;
   hasSynced(): boolean;
+  /** Resolves once the first list is in the cache. */
+  whenSynced(): Promise<void>;
 }
 
 /**
@@ -52,6 +54,8 @@ export interface ControllerOptions {
   nodeMonitorPeriodMs: number;
   nodeStatusUpdateFrequencyMs: number;
   concurrentServiceSyncs: number;
+  /** --concurrent-node-syncs: workers of the cloud-node controller. */
+  concurrentNodeSyncs: number;
   /** --load-balancer-class; '' when not set. */
   loadBalancerClass: string;
 }

@@ -2,7 +2,7 @@
 // ~0.3 s and tens of MiB at import, which a server without token auth or leases never pays.
 import type * as k8s from '@kubernetes/client-node';
 import { ErrorCode, TunnelError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { errorText, type Logger } from '../log.js';
 
 export type K8sModule = typeof k8s;
 
@@ -76,4 +76,26 @@ export function apiStatus(err: unknown): number | undefined {
     if (typeof code === 'number') return code;
   }
   return undefined;
+}
+
+/**
+ * A failed API call in one line: "HTTP 409: <the Status message>" for client-node's
+ * ApiException (whose own message carries the whole body and every header), else the message.
+ */
+export function apiErrorText(err: unknown): string {
+  const code = apiStatus(err);
+  if (code === undefined) return errorText(err);
+  let body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body) as unknown;
+    } catch {
+      // plain text: shown as is
+    }
+  }
+  let message = '';
+  if (typeof body === 'string') message = body;
+  else if (typeof body === 'object' && body !== null && 'message' in body && typeof body.message === 'string')
+    message = body.message;
+  return `HTTP ${code}${message ? `: ${message}` : ''}`;
 }

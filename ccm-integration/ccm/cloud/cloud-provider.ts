@@ -36,7 +36,12 @@ export interface LoadBalancer {
     nodes: V1Node[],
     signal: AbortSignal,
   ): Promise<V1LoadBalancerStatus>;
-  updateLoadBalancer(clusterName: string, service: V1Service, nodes: V1Node[], signal: AbortSignal): Promise<void>;
+  updateLoadBalancer(
+    clusterName: string,
+    service: V1Service,
+    nodes: V1Node[],
+    signal: AbortSignal,
+  ): Promise<void>;
   ensureLoadBalancerDeleted(clusterName: string, service: V1Service, signal: AbortSignal): Promise<void>;
 }
 

@@ -1,0 +1,8 @@
+// The controllers konnectivity-ccm can run, by the names --controllers uses.
+import type { Controller } from '../controller.js';
+import { CloudNodeLifecycleController } from './cloud-node-lifecycle.js';
+import { CloudNodeController } from './cloud-node.js';
+
+export function builtInControllers(): Controller[] {
+  return [new CloudNodeController(), new CloudNodeLifecycleController()];
+}
