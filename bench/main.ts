@@ -25,6 +25,8 @@ interface Figures {
   downloadMBps: number;
   uploadMBps: number;
   sequential: s.Latency;
+  /** The same sequential dials on one reusable gRPC tunnel (gRPC only). */
+  reusableSequential?: s.Latency;
   parallelDialsPerSec: number;
   echo50: s.Latency;
   echo1000: s.Latency;
@@ -83,6 +85,22 @@ async function common(d: s.Dialer, address: string): Promise<Figures> {
   const echo50 = await s.echoRoundTrips(d, address, 50, 3000);
   const echo1000 = await s.echoRoundTrips(d, address, 1000, 3000);
   return { downloadMBps, uploadMBps, sequential, parallelDialsPerSec, echo50, echo1000 };
+}
+
+/**
+ * Sequential dials as `common` runs them, all on one reusable gRPC tunnel (one stream of one
+ * connection), in fresh processes. Its server takes any number of dials per second on that
+ * connection: --max-dials-per-second (100 by default) would cap the row at 100/s.
+ */
+async function reusableSequential(address: string): Promise<s.Latency> {
+  const c = await startCluster('grpc', 'uds', { serverArgs: ['--max-dials-per-second=0'] });
+  const tunnel = s.reusableGrpc(c.frontend);
+  try {
+    return await s.sequentialDials(tunnel.dial, address, 500);
+  } finally {
+    tunnel.close();
+    await c.stop();
+  }
 }
 
 /** RSS idle (measured at start) and the growth per idle open connection. */
@@ -172,6 +190,7 @@ try {
     } finally {
       await fresh.stop();
     }
+    if (mode === 'grpc') f.reusableSequential = await reusableSequential(target.address);
     f.delayed = {};
     for (const rtt of RTTS) f.delayed[rtt] = await tunnelAcross(mode, rtt, target.address);
   }
@@ -194,6 +213,9 @@ const table = [
   row('one stream, download MB/s', (r) => fmt(r.downloadMBps)),
   row('one stream, upload MB/s', (r) => fmt(r.uploadMBps)),
   row('sequential dials (dial, 1-byte echo, close)', (r) => lat(r.sequential)),
+  row('sequential dials, reusable gRPC tunnel (dial, 1-byte echo, close)', (r) =>
+    r.reusableSequential ? lat(r.reusableSequential) : '-',
+  ),
   row('50-way parallel dials /s', (r) => fmt(r.parallelDialsPerSec)),
   row('1 KiB echo round trips, 50 connections', (r) => lat(r.echo50)),
   row('1 KiB echo round trips, 1000 connections', (r) => lat(r.echo1000)),

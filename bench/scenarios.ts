@@ -2,8 +2,15 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { readAll, repeatChunks, writeAll } from '../test/support/targets.js';
+import { ReusableGrpcTunnel, type FrontendAddress } from '../ccm-integration/dialer/index.js';
 
 export type Dialer = (address: string) => Promise<Duplex>;
+
+/** Every dial on one Proxy stream of one HTTP/2 connection; close() when done. */
+export function reusableGrpc(frontend: FrontendAddress): { dial: Dialer; close: () => void } {
+  const tunnel = new ReusableGrpcTunnel(frontend);
+  return { dial: (address) => tunnel.dial(address), close: () => tunnel.close() };
+}
 
 export const plainTcp: Dialer = (address) =>
   new Promise((resolve, reject) => {

@@ -6,6 +6,7 @@ import type { DialOptions, FrontendAddress } from './frontend-address.js';
 
 export type { DialOptions, FrontendAddress } from './frontend-address.js';
 export { GrpcTunnelSocket } from './grpc-tunnel.js';
+export { ReusableGrpcTunnel, type ReusableTunnelOptions } from './grpc-reusable-tunnel.js';
 export { ConnectRefusedError } from './http-connect-tunnel.js';
 export { TunnelError, ErrorCode } from '../../common/errors.js';
 

@@ -7,7 +7,12 @@ import tls from 'node:tls';
 import type http from 'node:http';
 import type https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { dial as tunnelDial, type DialOptions, type FrontendAddress } from '../dialer/index.js';
+import {
+  dial as tunnelDial,
+  ReusableGrpcTunnel,
+  type DialOptions,
+  type FrontendAddress,
+} from '../dialer/index.js';
 import { watchDial } from '../dialer/dial-watch.js';
 import { ErrorCode, TunnelError } from '../../common/errors.js';
 import {
@@ -27,7 +32,14 @@ export type FrontendDial = (
 ) => Promise<Duplex>;
 
 export interface EgressDialerOptions {
-  /** How GRPC selections dial (default: one single-use HTTP/2 connection per dial, as kube-apiserver). */
+  /**
+   * GRPC selections: 'single-use' (default) opens one HTTP/2 connection and stream per dial, as
+   * kube-apiserver does, and works with any server; 'reusable' multiplexes every dial over one
+   * Proxy stream (ReusableGrpcTunnel), which only our server serves correctly (upstream v0.33
+   * ends the stream at the first CLOSE_REQ).
+   */
+  grpcTunnel?: 'single-use' | 'reusable';
+  /** How GRPC selections dial, overriding grpcTunnel (tests, embedders). */
   grpcDial?: FrontendDial;
 }
 
@@ -59,6 +71,7 @@ class SelectionDialer implements EgressDialer {
   /** Connections handed out and still open; close() destroys them. */
   private readonly open = new Set<Duplex>();
   private readonly agents = new Set<http.Agent>();
+  private readonly tunnel: ReusableGrpcTunnel | undefined;
 
   constructor(
     readonly selection: EgressSelectionName,
@@ -70,8 +83,15 @@ class SelectionDialer implements EgressDialer {
       this.connect = dialDirect;
     } else {
       const frontend = frontendAddress(connection.proxyProtocol, connection.transport);
-      const through: FrontendDial =
-        connection.proxyProtocol === 'GRPC' ? (options.grpcDial ?? tunnelDial) : tunnelDial;
+      let through: FrontendDial = tunnelDial;
+      if (connection.proxyProtocol === 'GRPC') {
+        if (options.grpcDial) through = options.grpcDial;
+        else if (options.grpcTunnel === 'reusable') {
+          const tunnel = new ReusableGrpcTunnel(frontend);
+          this.tunnel = tunnel;
+          through = (_frontend, address, dialOptions) => tunnel.dial(address, dialOptions);
+        }
+      }
       this.connect = (_host, _port, address, dialOptions) => through(frontend, address, dialOptions);
     }
   }
@@ -123,6 +143,7 @@ class SelectionDialer implements EgressDialer {
     for (const agent of this.agents) agent.destroy();
     for (const socket of this.open) socket.destroy();
     this.agents.clear();
+    this.tunnel?.close();
   }
 
   private isClosed(): boolean {

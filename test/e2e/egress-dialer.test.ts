@@ -299,6 +299,51 @@ describe('egress dialer from an EgressSelectorConfiguration file', () => {
     });
   }
 
+  describe('GRPC over uds, reusable tunnel (grpcTunnel: reusable)', () => {
+    let cluster: Cluster;
+    let dialer: EgressDialer;
+    before(async () => {
+      // The server's default dial rate (100/s per client connection) would pace one shared tunnel.
+      cluster = await startCluster('grpc', 'uds', { serverArgs: ['--max-dials-per-second=0'] });
+      dialer = egressDialer(loadEgressSelectorConfiguration(writeConfig(dir, cluster)), 'cluster', {
+        grpcTunnel: 'reusable',
+      });
+    });
+    after(async () => {
+      dialer.close();
+      await cluster.stop();
+    });
+
+    it('carries 100 sequential HTTP requests, a dial each, over one Proxy stream', async () => {
+      const agent = dialer.httpAgent({ keepAlive: false });
+      const before = web.connections;
+      for (let i = 0; i < 100; i++) {
+        const body = await new Promise<string>((resolve, reject) => {
+          const req = http.get(
+            { host: '127.0.0.1', port: web.port, path: `/one-stream-${i}`, agent },
+            (res) => {
+              let text = '';
+              res.setEncoding('utf8');
+              res.on('data', (c: string) => (text += c));
+              res.on('end', () => resolve(`${res.statusCode ?? 0} ${text}`));
+            },
+          );
+          req.on('error', reject);
+        });
+        assert.equal(body, `200 hello /one-stream-${i}`);
+      }
+      assert.equal(web.connections - before, 100, 'a tunnel dial, and a target connection, per request');
+      const audits = await waitFor('100 audit lines', () => {
+        const lines = cluster.server.proc.lines.filter(
+          (l) => l.audit === 'dial' && l.result === 'ok' && l.address === `127.0.0.1:${web.port}`,
+        );
+        return lines.length >= 100 ? lines : undefined;
+      });
+      assert.equal(new Set(audits.map((l) => l.stream)).size, 1, 'every dial on the same Proxy stream');
+      agent.destroy();
+    });
+  });
+
   describe('Direct (a selection listed as Direct, or not listed)', () => {
     it('connects straight to the target, and names a refused port with the dialer code', async () => {
       const path = join(dir, 'direct.yaml');
