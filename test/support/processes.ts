@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { waitFor } from './wait.js';
+import { WaitAbort, waitFor } from './wait.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const live = new Set<ChildProcess>();
@@ -86,7 +86,7 @@ export class Proc {
 }
 
 function fail(p: Proc): never {
-  throw new Error(`process exited (${String(p.child.exitCode)}):\n${p.output()}`);
+  throw new WaitAbort(`process exited (${String(p.child.exitCode)}):\n${p.output()}`);
 }
 
 export function spawnBin(

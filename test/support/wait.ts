@@ -1,4 +1,7 @@
 // Waiting on conditions, never on sleeps.
+
+/** Thrown by a check that knows the condition can never come (a child exited): fails at once. */
+export class WaitAbort extends Error {}
 export async function waitFor<T>(
   what: string,
   check: () => T | undefined | false | Promise<T | undefined | false>,
@@ -12,6 +15,7 @@ export async function waitFor<T>(
       const v = await check();
       if (v !== undefined && v !== false) return v;
     } catch (err) {
+      if (err instanceof WaitAbort) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {
