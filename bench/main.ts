@@ -10,6 +10,7 @@ import { waitFor } from '../test/support/wait.js';
 import { waitReady } from '../test/support/processes.js';
 import * as s from './scenarios.js';
 import { startDelay, startTarget } from './helpers.js';
+import { benchCcmBalancer, ccmBalancerTable, type CcmBalancerResult } from './ccm-balancer.js';
 
 const MB = 1024 * 1024;
 const BYTES = 256 * MB;
@@ -198,8 +199,9 @@ try {
   tcp.delayed = {};
   for (const rtt of RTTS) tcp.delayed[rtt] = await tcpAcross(rtt, target.address);
   results['plain loopback TCP'] = tcp;
-} finally {
+} catch (err) {
   target.stop();
+  throw err;
 }
 
 const cols = Object.keys(results);
@@ -241,9 +243,22 @@ const table = [
   ]),
 ];
 process.stdout.write(table.join('\n') + '\n');
+
+// The CCM's load balancer (a Service's data path through the tunnel) beside the proxy alone.
+let balancer: CcmBalancerResult | undefined;
+try {
+  balancer = await benchCcmBalancer({ target: target.address });
+  process.stdout.write('\n' + ccmBalancerTable(balancer) + '\n');
+} finally {
+  target.stop();
+}
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/latest.json',
-  JSON.stringify({ when: new Date().toISOString(), node: process.version, bytes: BYTES, results }, null, 2),
+  JSON.stringify(
+    { when: new Date().toISOString(), node: process.version, bytes: BYTES, results, balancer },
+    (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value),
+    2,
+  ),
 );
 process.exit(0);

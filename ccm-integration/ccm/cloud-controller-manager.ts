@@ -126,6 +126,7 @@ export class CloudControllerManager {
         kube,
         log: this.log.child({ cloudProvider: config.cloudProvider }),
         egress: this.egress,
+        registry: this.metrics.registry,
       });
       this.cloud = instrumentCloud(this.provider, this.metrics, this.log);
       this.events = new KubeEventRecorder(kube, this.core, {
@@ -276,6 +277,10 @@ export class CloudControllerManager {
     await Promise.all([term.nodes.stop(), term.services.stop()]);
     if (this.term === term) this.term = undefined;
     this.log.info('controllers stopped');
+    // What only a leader may hold (load balancer listeners) goes with the term.
+    await this.provider?.stoppedLeading?.().catch((err: unknown) => {
+      this.log.warn({ error: errorText(err) }, 'cloud provider did not release what the leader held');
+    });
   }
 
   private async runController(

@@ -1,6 +1,7 @@
 // The cloud provider interface, modelled on k8s.io/cloud-provider (InstancesV2, LoadBalancer),
 // and the registry of providers by name (--cloud-provider).
 import type { V1LoadBalancerStatus, V1Node, V1NodeAddress, V1Service } from '@kubernetes/client-node';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../../../common/log.js';
 import type { KubeClient } from '../../../common/kube/client.js';
 import type { EgressDialer } from '../../egress-selector/egress-dialer-types.js';
@@ -53,6 +54,12 @@ export interface CloudProvider {
   loadBalancer(): LoadBalancer | undefined;
   /** Releases what the provider holds (listeners, tunnels, timers). */
   stop(): Promise<void>;
+  /**
+   * This replica stopped leading and its controllers have stopped: release what only the
+   * leader may hold (a load balancer's listeners). The provider stays in use for a later term.
+   * Upstream CCMs exit when they lose the lease; ours campaigns again as a standby.
+   */
+  stoppedLeading?(): Promise<void>;
 }
 
 /** What every provider is given when it is created. */
@@ -66,6 +73,8 @@ export interface CloudProviderInit {
    * provider's own API calls and probes can go through the tunnel; undefined when not set.
    */
   egress: EgressDialer | undefined;
+  /** The CCM's metrics registry (its /metrics), for the provider's own metrics; may be absent. */
+  registry?: Registry;
 }
 
 export type CloudProviderFactory = (init: CloudProviderInit) => Promise<CloudProvider>;

@@ -70,18 +70,23 @@ describe('konnectivity cloud-config', () => {
       nodeDeletionGraceMs: 600_000,
       agentCacheTtlMs: 500,
       kubeletPort: 10255,
-      loadBalancer: { addresses: ['192.0.2.10-192.0.2.20', '198.51.100.0/28'], healthCheckInterval: '5s' },
+      loadBalancer: {
+        addresses: ['192.0.2.10-192.0.2.20', '198.51.100.0/28'],
+        pool: [
+          { family: 4, first: 3221225994n, last: 3221226004n },
+          { family: 4, first: 3325256704n, last: 3325256719n },
+        ],
+        healthCheckIntervalMs: 5000,
+        healthCheckTimeoutMs: 2000,
+        drainTimeoutMs: 10_000,
+      },
     });
   });
 
-  it('takes a bare 0 as a zero duration and an empty loadBalancer map', () => {
-    const config = parseKonnectivityCloudConfig(
-      `${SERVERS}\nshutdownGrace: 0\nagentCacheTTL: "0"\nloadBalancer: {}`,
-      SOURCE,
-    );
+  it('takes a bare 0 as a zero duration', () => {
+    const config = parseKonnectivityCloudConfig(`${SERVERS}\nshutdownGrace: 0\nagentCacheTTL: "0"`, SOURCE);
     assert.equal(config.shutdownGraceMs, 0);
     assert.equal(config.agentCacheTtlMs, 0);
-    assert.deepEqual(config.loadBalancer, {});
   });
 
   const refused: [string, string, string][] = [
@@ -93,7 +98,7 @@ describe('konnectivity cloud-config', () => {
     [
       'an unknown loadBalancer key',
       `${SERVERS}\nloadBalancer:\n  pool: []`,
-      'loadBalancer.pool: unknown key (known keys: addresses, healthCheckInterval)',
+      'loadBalancer.pool: unknown key (known keys: addresses, healthCheckInterval, healthCheckTimeout, drainTimeout)',
     ],
     [
       'no servers',

@@ -7,11 +7,21 @@ import { parseGoDuration } from '../../../../common/flags/go-duration.js';
 import { errorText } from '../../../../common/log.js';
 import type { EgressSelectionName } from '../../../egress-selector/egress-dialer-types.js';
 import { CloudConfigError } from '../cloud-provider.js';
+import { parsePool, PoolEntryError } from './load-balancer/address-pool.js';
+import type { IpRange } from './load-balancer/ip-address.js';
 
-/** Kept as written (types checked) for the load-balancer side of the provider. */
+/** The `loadBalancer` section: the provider serves Services of type LoadBalancer (see load-balancer/). */
 export interface LoadBalancerCloudConfig {
-  addresses?: string[];
-  healthCheckInterval?: string;
+  /** loadBalancer.addresses as written: IPs, ranges a-b and CIDRs, tried in this order. */
+  addresses: string[];
+  /** The same, parsed (non-overlapping). */
+  pool: IpRange[];
+  /** How often every backend is checked through the tunnel. */
+  healthCheckIntervalMs: number;
+  /** Bound on one check; at most the interval. */
+  healthCheckTimeoutMs: number;
+  /** How long a closed listener's open connections may go on before they are cut. */
+  drainTimeoutMs: number;
 }
 
 export interface KonnectivityCloudConfig {
@@ -36,6 +46,14 @@ export const CONFIG_DEFAULTS = {
   kubeletPort: 10250,
 } as const;
 
+export const LOAD_BALANCER_DEFAULTS = {
+  healthCheckInterval: '5s',
+  /** Default healthCheckTimeout: half the interval, at most this. */
+  healthCheckTimeoutCap: '2s',
+  drainTimeout: '10s',
+} as const;
+const MIN_HEALTH_CHECK_INTERVAL_MS = 100;
+
 const TOP_LEVEL_KEYS = [
   'egressSelectorConfigFile',
   'egressSelection',
@@ -46,7 +64,12 @@ const TOP_LEVEL_KEYS = [
   'kubeletPort',
   'loadBalancer',
 ] as const;
-const LOAD_BALANCER_KEYS = ['addresses', 'healthCheckInterval'] as const;
+const LOAD_BALANCER_KEYS = [
+  'addresses',
+  'healthCheckInterval',
+  'healthCheckTimeout',
+  'drainTimeout',
+] as const;
 const SELECTIONS: readonly EgressSelectionName[] = ['cluster', 'controlplane', 'etcd'];
 
 export function loadKonnectivityCloudConfig(path: string): KonnectivityCloudConfig {
@@ -194,27 +217,53 @@ function loadBalancer(value: unknown, fail: Fail): LoadBalancerCloudConfig | und
   if (value === undefined) return undefined;
   if (!isMap(value)) return fail('loadBalancer', `must be a mapping, got ${shown(value)}`);
   refuseUnknownKeys(value, LOAD_BALANCER_KEYS, 'loadBalancer.', fail);
-  const out: LoadBalancerCloudConfig = {};
-  if ('addresses' in value) {
-    const addresses = value.addresses;
-    if (!Array.isArray(addresses)) {
-      return fail(
-        'loadBalancer.addresses',
-        `must be a list of addresses, ranges or CIDRs, got ${shown(addresses)}`,
-      );
-    }
-    addresses.forEach((a: unknown, i) => {
-      if (typeof a !== 'string' || a === '')
-        fail(`loadBalancer.addresses[${i}]`, `must be a non-empty string, got ${shown(a)}`);
-    });
-    out.addresses = addresses as string[];
+  const lbFail: Fail = (key, reason) => fail(`loadBalancer.${key}`, reason);
+  const interval = duration(value, 'healthCheckInterval', LOAD_BALANCER_DEFAULTS.healthCheckInterval, lbFail);
+  if (interval < MIN_HEALTH_CHECK_INTERVAL_MS) {
+    lbFail('healthCheckInterval', `must be at least ${MIN_HEALTH_CHECK_INTERVAL_MS}ms`);
   }
-  if ('healthCheckInterval' in value) {
-    const text = value.healthCheckInterval;
-    duration(value, 'healthCheckInterval', '', (key, reason) => fail(`loadBalancer.${key}`, reason));
-    out.healthCheckInterval = typeof text === 'string' ? text : '0s';
+  const cap = parseGoDuration(LOAD_BALANCER_DEFAULTS.healthCheckTimeoutCap);
+  const timeout =
+    'healthCheckTimeout' in value
+      ? duration(value, 'healthCheckTimeout', '', lbFail)
+      : Math.min(cap, Math.floor(interval / 2));
+  if (timeout <= 0 || timeout > interval) {
+    lbFail('healthCheckTimeout', `must be more than 0 and at most healthCheckInterval (${interval}ms)`);
   }
-  return out;
+  const drainTimeoutMs = duration(value, 'drainTimeout', LOAD_BALANCER_DEFAULTS.drainTimeout, lbFail);
+  const { addresses, pool } = addressPool(value.addresses, lbFail);
+  return {
+    addresses,
+    pool,
+    healthCheckIntervalMs: interval,
+    healthCheckTimeoutMs: timeout,
+    drainTimeoutMs,
+  };
+}
+
+/** loadBalancer.addresses: required, each an IP, a range a-b or a CIDR, none overlapping another. */
+function addressPool(value: unknown, lbFail: Fail): { addresses: string[]; pool: IpRange[] } {
+  if (value === undefined) {
+    return lbFail(
+      'addresses',
+      'is required: the addresses load balancers get, as IPs, ranges a-b or CIDRs (e.g. ["192.0.2.10-192.0.2.20"])',
+    );
+  }
+  if (!Array.isArray(value)) {
+    return lbFail('addresses', `must be a list of addresses, ranges or CIDRs, got ${shown(value)}`);
+  }
+  if (value.length === 0) return lbFail('addresses', 'must not be empty');
+  const addresses = value.map((a: unknown, i): string =>
+    typeof a === 'string' && a.trim() !== ''
+      ? a
+      : lbFail(`addresses[${i}]`, `must be a non-empty string, got ${shown(a)}`),
+  );
+  try {
+    return { addresses, pool: parsePool(addresses) };
+  } catch (err) {
+    if (err instanceof PoolEntryError) return lbFail(`addresses[${err.index}]`, err.reason);
+    throw err;
+  }
 }
 
 function shown(value: unknown): string {

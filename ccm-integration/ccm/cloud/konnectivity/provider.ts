@@ -14,7 +14,11 @@
 // A node with no agent gets no metadata (an error: the cloud-node controller keeps its
 // uninitialized taint and retries); deciding whether it is gone is the lifecycle
 // controller's job, through instanceExists.
+// With a `loadBalancer` section the provider also has load balancers: the CCM listens on pool
+// addresses and carries each connection through the tunnel to a node (load-balancer/).
 import type { V1Node } from '@kubernetes/client-node';
+import type { Registry } from 'prom-client';
+import { createRegistry } from '../../../../common/metrics.js';
 import type { Logger } from '../../../../common/log.js';
 import { errorText } from '../../../../common/log.js';
 import type { EgressDialer } from '../../../egress-selector/egress-dialer-types.js';
@@ -25,7 +29,9 @@ import {
   type CloudProviderInit,
   type InstanceMetadata,
   type InstancesV2,
+  type LoadBalancer,
 } from '../cloud-provider.js';
+import { KonnectivityLoadBalancer } from './load-balancer/konnectivity-load-balancer.js';
 import { AgentDirectory, type AgentListing, type ListedNode } from './agent-directory.js';
 import { loadKonnectivityCloudConfig, type KonnectivityCloudConfig } from './config.js';
 import { kubeletAnswers } from './kubelet-probe.js';
@@ -46,7 +52,9 @@ export function createKonnectivityProvider(init: CloudProviderInit): Promise<Clo
   try {
     const config = loadKonnectivityCloudConfig(init.cloudConfigPath);
     const egress = egressFor(config, init);
-    return Promise.resolve(new KonnectivityCloudProvider(config, egress.dialer, egress.owned, init.log));
+    return Promise.resolve(
+      new KonnectivityCloudProvider(config, egress.dialer, egress.owned, init.log, init.registry),
+    );
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
@@ -83,12 +91,15 @@ function egressFor(
 export class KonnectivityCloudProvider implements CloudProvider {
   readonly name = PROVIDER_NAME;
   private readonly instances: KonnectivityInstances;
+  private readonly balancer: KonnectivityLoadBalancer | undefined;
 
   constructor(
     readonly config: KonnectivityCloudConfig,
     private readonly egress: EgressDialer,
     private readonly ownsEgress: boolean,
     log: Logger,
+    /** Where the load balancers' metrics go (the CCM's /metrics); a private one when absent. */
+    registry: Registry = createRegistry(false),
   ) {
     const providerLog = log.child({ cloudProvider: PROVIDER_NAME });
     const directory = new AgentDirectory({
@@ -98,17 +109,27 @@ export class KonnectivityCloudProvider implements CloudProvider {
       log: providerLog,
     });
     this.instances = new KonnectivityInstances(config, directory, egress, providerLog);
+    this.balancer = config.loadBalancer
+      ? new KonnectivityLoadBalancer(config.loadBalancer, egress, registry, providerLog)
+      : undefined;
   }
 
   instancesV2(): InstancesV2 {
     return this.instances;
   }
 
-  loadBalancer(): undefined {
-    return undefined;
+  /** undefined without a `loadBalancer` section in the cloud-config. */
+  loadBalancer(): LoadBalancer | undefined {
+    return this.balancer;
+  }
+
+  stoppedLeading(): Promise<void> {
+    this.balancer?.stopServing();
+    return Promise.resolve();
   }
 
   stop(): Promise<void> {
+    this.balancer?.stop();
     if (this.ownsEgress) this.egress.close();
     return Promise.resolve();
   }
