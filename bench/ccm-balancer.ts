@@ -16,7 +16,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dial } from '../ccm-integration/dialer/index.js';
-import { startCcm } from '../test/support/ccm.js';
+import { startCcm, writeGrpcUdsEgressConfig } from '../test/support/ccm.js';
 import { startCluster } from '../test/support/cluster.js';
 import { FakeKubeApi } from '../test/support/fake-kube-api.js';
 import { waitFor } from '../test/support/wait.js';
@@ -101,7 +101,7 @@ export async function benchCcmBalancer(options: CcmBalancerOptions): Promise<Ccm
         addresses: [{ type: 'InternalIP', address: targetHost }],
       },
     });
-    const egressFile = join(dir, 'egress.yaml');
+    const egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
     writeFileSync(
       egressFile,
       [

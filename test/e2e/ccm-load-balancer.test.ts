@@ -13,7 +13,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startCcm, type CcmInfo } from '../support/ccm.js';
+import { startCcm, writeGrpcUdsEgressConfig, type CcmInfo } from '../support/ccm.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi, type KubeObject } from '../support/fake-kube-api.js';
 import { httpGet } from '../support/processes.js';
@@ -426,7 +426,7 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
     api = await new FakeKubeApi().start();
     cleanups.push(() => api.stop());
     for (const node of NODES) api.apply(nodeObject(node.name, node.ip));
-    const egressFile = join(dir, 'egress-selector.yaml');
+    const egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
     writeFileSync(
       egressFile,
       [

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCcm, type CcmInfo } from '../support/ccm.js';
+import { startCcm, writeGrpcUdsEgressConfig, type CcmInfo } from '../support/ccm.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi, type KubeObject } from '../support/fake-kube-api.js';
 import { httpGet, type Proc } from '../support/processes.js';
@@ -173,7 +173,7 @@ describe('konnectivity-ccm node controllers', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'knp-ccm-nodes-'));
     cluster = await startCluster('grpc', 'uds', { agents: 0 });
-    egressFile = join(dir, 'egress-selector.yaml');
+    egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
     writeFileSync(
       egressFile,
       [

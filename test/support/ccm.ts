@@ -2,6 +2,7 @@
 // loopback; the port and the leader-election identity are read back from the start-up log line.
 // The children join processes.ts's set, so every one is killed when the test process ends.
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Proc } from './processes.js';
@@ -34,4 +35,29 @@ export async function startCcm(args: string[], env: NodeJS.ProcessEnv = {}): Pro
   const proc = spawnCcm(['--secure-port=0', '--bind-address=127.0.0.1', ...args], env);
   const started = await proc.waitLog(CCM_STARTED);
   return { proc, port: started.securePort as number, identity: started.identity as string };
+}
+
+/** Writes an EgressSelectorConfiguration whose `cluster` selection is GRPC over `udsName`; returns its path. */
+export function writeGrpcUdsEgressConfig(
+  dir: string,
+  udsName: string,
+  name = 'egress-selector.yaml',
+): string {
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    [
+      'apiVersion: apiserver.k8s.io/v1beta1',
+      'kind: EgressSelectorConfiguration',
+      'egressSelections:',
+      '- name: cluster',
+      '  connection:',
+      '    proxyProtocol: GRPC',
+      '    transport:',
+      '      uds:',
+      `        udsName: ${udsName}`,
+      '',
+    ].join('\n'),
+  );
+  return path;
 }
