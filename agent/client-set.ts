@@ -137,7 +137,12 @@ export class ClientSet {
       config.metrics.serverConnections.set(this.clients.size);
       this.backoff.reset();
       config.log.info(
-        { serverID: identity.serverID, serverCount: identity.serverCount, halfClose: client.halfClose },
+        {
+          serverID: identity.serverID,
+          serverCount: identity.serverCount,
+          halfClose: client.halfClose,
+          transport: config.transport ?? 'grpc',
+        },
         'connected to proxy-server',
       );
       client.onClose((reason) => {

@@ -1,5 +1,6 @@
 // proxy-agent command line: upstream flag names, meanings and defaults.
 import { randomUUID } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 import {
   checkPortFlag,
   FlagError,
@@ -22,6 +23,8 @@ import {
   DestinationSyntaxError,
   parseDestinations,
 } from './destination-policy.js';
+import { TRANSPORT_NAMES, type TransportName } from './transport/server-stream.js';
+import { ProxyUrlError, proxyForServer } from './transport/http-proxy.js';
 
 const DEFAULT_LEASE_LABEL = 'k8s-app=konnectivity-server';
 
@@ -33,6 +36,16 @@ export const agentFlags = {
     help: 'host name of the proxy-server agent port',
   },
   'proxy-server-port': { kind: 'int', default: 8091, help: 'port of the proxy-server agent port' },
+  transport: {
+    kind: 'string',
+    default: 'grpc',
+    help: "ours: how the agent reaches the server's agent port: 'grpc' (HTTP/2, as upstream) or 'websocket' (an HTTP/1.1 upgrade at /konnectivity/v1/agent, for proxies and balancers that carry only HTTP/1.1)",
+  },
+  'proxy-url': {
+    kind: 'string',
+    default: '',
+    help: 'ours: HTTP proxy to cross to the server, http://[user:pass@]host:port or https://… (HTTP CONNECT, then TLS to the server inside it; Basic auth from the URL); empty: $HTTPS_PROXY / $https_proxy unless $NO_PROXY names the server (loopback is not exempted)',
+  },
   'ca-cert': { kind: 'string', default: '', help: 'CA for the server certificate (default: system roots)' },
   'agent-cert': { kind: 'string', default: '', help: 'client certificate presented to the server' },
   'agent-key': { kind: 'string', default: '', help: 'key of --agent-cert' },
@@ -258,11 +271,28 @@ export function agentConfigFromFlags(
     destinations('allowed-destinations'),
     destinations('denied-destinations'),
   );
+  const transport = v.transport as TransportName;
+  if (!TRANSPORT_NAMES.includes(transport)) {
+    throw new FlagError(`--transport must be one of ${TRANSPORT_NAMES.join(', ')}, got "${v.transport}"`);
+  }
+  const proxied = parseFlagValue(
+    () => proxyForServer(v['proxy-server-host'], v['proxy-server-port'], v['proxy-url'], env),
+    ProxyUrlError,
+    v['proxy-url'] === '' ? '' : '--proxy-url: ',
+  );
+  if (proxied) {
+    log.info(
+      { proxy: proxied.proxy.display, from: proxied.source, transport },
+      'reaching the proxy-server through an HTTP proxy',
+    );
+  }
   const config: ProxyAgentConfig = {
     agentID: v['agent-id'] || env.PROXY_AGENT_ID || randomUUID(),
     agentIdentifiers: v['agent-identifiers'],
     serverHost: v['proxy-server-host'],
     serverPort: v['proxy-server-port'],
+    transport,
+    proxy: proxied?.proxy,
     syncIntervalMs: v['sync-interval'],
     syncIntervalCapMs: v['sync-interval-cap'],
     syncForever: v['sync-forever'],
@@ -289,6 +319,8 @@ export function agentConfigFromFlags(
     log,
   };
   if (v['ca-cert']) config.ca = readPem('ca-cert', v['ca-cert']);
+  // An https:// proxy is trusted by the system's roots and by --ca-cert.
+  if (config.proxy?.protocol === 'https' && config.ca) config.proxyCa = [...rootCertificates, config.ca];
   if (v['agent-cert']) {
     config.cert = readPem('agent-cert', v['agent-cert']);
     config.key = readPem('agent-key', v['agent-key']);

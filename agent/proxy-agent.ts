@@ -10,12 +10,20 @@ import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import type { DestinationPolicy } from './destination-policy.js';
 import { LeaseCounter } from './lease-counter.js';
 import { loadKubeClient } from '../common/kube/client.js';
+import type { TransportName } from './transport/server-stream.js';
+import type { HttpProxy } from './transport/http-proxy.js';
 
 export interface ProxyAgentConfig {
   agentID: string;
   agentIdentifiers: string;
   serverHost: string;
   serverPort: number;
+  /** --transport: gRPC (default) or WebSocket. */
+  transport?: TransportName;
+  /** --proxy-url or HTTPS_PROXY (NO_PROXY applied): the HTTP proxy to cross; undefined: direct. */
+  proxy?: HttpProxy | undefined;
+  /** CAs an https:// proxy is checked against; undefined: the system roots. */
+  proxyCa?: (string | Buffer)[] | undefined;
   /** CA for the server certificate; undefined: the system roots. */
   ca?: Buffer;
   cert?: Buffer;
@@ -85,6 +93,9 @@ export class ProxyAgent {
         windowBytes: config.windowBytes ?? 16 * 1024 * 1024,
         maxMessageBytes: config.maxMessageBytes ?? 4 * 1024 * 1024,
       },
+      transport: config.transport,
+      proxy: config.proxy,
+      proxyCa: config.proxyCa,
       agentID: config.agentID,
       agentIdentifiers: config.agentIdentifiers,
       connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,

@@ -1,16 +1,17 @@
-// One /AgentService/Connect stream to one proxy-server: receives DIAL_REQ, DATA, CLOSE_REQ
-// and DIAL_CLS, dials targets, and multiplexes their bytes by connectID.
+// One agent stream to one proxy-server (/AgentService/Connect over gRPC, or its WebSocket
+// equivalent: agent/transport/): receives DIAL_REQ, DATA, CLOSE_REQ and DIAL_CLS, dials
+// targets, and multiplexes their bytes by connectID.
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { PacketType, packetBytes, packets, packetTypeName, type Packet } from '../proto/packet.js';
-import { CONNECT_METHOD } from '../proto/services.js';
 import { Extension, HALF_CLOSE_MARKER, MetadataKey, parseExtensions } from '../proto/metadata.js';
-import { GrpcClientCall, type GrpcCallOptions, type GrpcTarget } from '../proto/grpc-client-call.js';
-import { headerValue } from '../proto/grpc-status.js';
+import type { GrpcTarget } from '../proto/grpc-client-call.js';
 import { parseConnectionWindow, parseWindowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import { StreamGate } from '../common/stream-gate.js';
-import { HTTP2_WINDOW_GROWTH, Http2LinkTuner } from '../common/http2-link-tuner.js';
+import type { CallSettings, ServerStream, StreamHandlers, TransportName } from './transport/server-stream.js';
+import type { HttpProxy } from './transport/http-proxy.js';
+import { openServerStream } from './transport/open-server-stream.js';
 import type { AgentMetrics } from './metrics.js';
 import { EndpointConnection, type StreamSender } from './endpoint-connection.js';
 import { framePool, TargetReader } from './target-reader.js';
@@ -28,16 +29,19 @@ const OFFERED = [Extension.halfClose, Extension.flowControl];
 /** A server that does not answer with headers in this time is treated as unreachable. */
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
-/** How the agent's gRPC calls to a proxy-server are made (windowBytes: --server-window-size). */
-export type CallSettings = Required<
-  Pick<GrpcCallOptions, 'windowBytes' | 'maxMessageBytes' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs'>
->;
+export type { CallSettings } from './transport/server-stream.js';
 
 export interface ServerClientConfig {
   /** host:port, for logs. */
   address: string;
   target: GrpcTarget;
   call: CallSettings;
+  /** --transport: gRPC (default) or WebSocket. */
+  transport?: TransportName | undefined;
+  /** --proxy-url or HTTPS_PROXY: the HTTP proxy the streams cross (CONNECT). */
+  proxy?: HttpProxy | undefined;
+  /** CAs an https:// proxy's certificate is checked against; undefined: the system's. */
+  proxyCa?: (string | Buffer)[] | undefined;
   agentID: string;
   agentIdentifiers: string;
   /** flow-control: the window we grant the server per connection. */
@@ -60,14 +64,12 @@ export class ServerClient implements StreamSender {
   flowControl = false;
   /** flow-control windows per connection: what we grant, and what the server granted us. */
   readonly windows = { local: 0, peer: 0 };
-  /** Grows the HTTP/2 windows with the link's bandwidth-delay product; measures its round trip. */
-  private link: Http2LinkTuner | undefined;
   serverID = '';
   private readonly pendingDials = new Map<bigint, net.Socket>();
   /** performance.now() of the latest DIAL_REQ: a draining agent waits a grace after it. */
   lastDialAt = 0;
   private nextConnectID = 1n;
-  private call: GrpcClientCall | undefined;
+  private stream: ServerStream | undefined;
   private gate: StreamGate | undefined;
   private closed = false;
   private closeListeners: ((reason: string) => void)[] = [];
@@ -102,24 +104,6 @@ export class ServerClient implements StreamSender {
     };
     if (token) metadata[MetadataKey.authorization] = `Bearer ${token}`;
     this.windows.local = config.connectionWindow;
-    let call: GrpcClientCall;
-    try {
-      call = new GrpcClientCall(config.target, {
-        path: CONNECT_METHOD,
-        metadata,
-        ...config.call,
-        userAgent: 'konnectivity-ts-agent',
-      });
-    } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
-    this.call = call;
-    this.gate = new StreamGate(call.stream);
-    this.link = new Http2LinkTuner(call.session, {
-      windowBytes: config.call.windowBytes,
-      maxWindowBytes: config.call.windowBytes * HTTP2_WINDOW_GROWTH,
-    });
-    this.link.watch(call.stream);
     return new Promise<ServerIdentity>((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
@@ -132,28 +116,47 @@ export class ServerClient implements StreamSender {
         this.shutdown(err.message);
         reject(err);
       };
-      call.onHeaders = (headers) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        this.serverID = headerValue(headers, MetadataKey.serverID) ?? '';
-        const count = Number.parseInt(headerValue(headers, MetadataKey.serverCount) ?? '1', 10);
-        const accepted = parseExtensions(headerValue(headers, MetadataKey.extensions));
-        this.halfClose = accepted.has(Extension.halfClose);
-        this.flowControl = accepted.has(Extension.flowControl);
-        this.windows.peer = parseConnectionWindow(headerValue(headers, MetadataKey.connectionWindow));
-        this.log = this.log.child({ serverID: this.serverID });
-        resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
+      const handlers: StreamHandlers = {
+        onHeaders: (header) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          this.serverID = header(MetadataKey.serverID) ?? '';
+          const count = Number.parseInt(header(MetadataKey.serverCount) ?? '1', 10);
+          const accepted = parseExtensions(header(MetadataKey.extensions));
+          this.halfClose = accepted.has(Extension.halfClose);
+          this.flowControl = accepted.has(Extension.flowControl);
+          this.windows.peer = parseConnectionWindow(header(MetadataKey.connectionWindow));
+          this.log = this.log.child({ serverID: this.serverID });
+          resolve({ serverID: this.serverID, serverCount: Number.isFinite(count) && count > 0 ? count : 1 });
+        },
+        onPacket: (p) => {
+          this.onPacket(p);
+        },
+        onEnd: (err) => {
+          if (err) this.config.metrics.serverFailures.labels('from_server').inc();
+          const reason = err ? `stream error: ${err.message}` : 'server closed the stream';
+          if (!settled) fail(err ?? new Error(reason));
+          else this.shutdown(reason);
+        },
       };
-      call.onPacket = (p) => {
-        this.onPacket(p);
+      const route = {
+        transport: config.transport ?? 'grpc',
+        target: config.target,
+        proxy: config.proxy,
+        proxyCa: config.proxyCa,
       };
-      call.onEnd = (err) => {
-        if (err) this.config.metrics.serverFailures.labels('from_server').inc();
-        const reason = err ? `stream error: ${err.message}` : 'server closed the stream';
-        if (!settled) fail(err ?? new Error(reason));
-        else this.shutdown(reason);
-      };
+      openServerStream(route, config.call, metadata, handlers, HANDSHAKE_TIMEOUT_MS).then(
+        (stream) => {
+          // Set before any event of the stream can arrive (those come from the socket).
+          this.stream = stream;
+          this.gate = new StreamGate(stream);
+          if (this.closed) stream.cancel();
+        },
+        (err: unknown) => {
+          fail(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
     });
   }
 
@@ -164,14 +167,14 @@ export class ServerClient implements StreamSender {
   // ---- StreamSender ----
 
   send(packet: Packet): boolean {
-    const { call, gate } = this;
+    const { stream, gate } = this;
     // Both are set together in connect().
-    if (this.closed || !call || !gate) return true;
+    if (this.closed || !stream || !gate) return true;
     this.config.metrics.packet('to_server', packet.type);
     // A target read framed in place: its frame goes back to the pool once written out.
     const frame = packet.type === PacketType.DATA ? packet.wire : undefined;
     return gate.send(packetBytes(packet), (written) =>
-      call.write(
+      stream.write(
         packet,
         frame
           ? (err?: Error | null) => {
@@ -307,11 +310,11 @@ export class ServerClient implements StreamSender {
 
   /** The stream is open and its connection neither closing nor failed (keepalive included). */
   healthy(): boolean {
-    return !this.closed && this.call?.open === true;
+    return !this.closed && this.stream?.open === true;
   }
 
   rttMs(): number | undefined {
-    return this.link?.rttMs;
+    return this.stream?.rttMs();
   }
 
   /** Tells the server this agent is going away: it sends no new dials here (DRAIN). */
@@ -328,7 +331,7 @@ export class ServerClient implements StreamSender {
     for (const socket of this.pendingDials.values()) socket.destroy();
     this.pendingDials.clear();
     for (const conn of [...this.connections.values()]) conn.closeFromServer(reason);
-    this.call?.cancel();
+    this.stream?.cancel();
     this.gate?.close();
     for (const l of this.closeListeners) l(reason);
   }

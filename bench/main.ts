@@ -11,6 +11,7 @@ import { waitReady } from '../test/support/processes.js';
 import * as s from './scenarios.js';
 import { startDelay, startTarget } from './helpers.js';
 import { benchCcmBalancer, ccmBalancerTable, type CcmBalancerResult } from './ccm-balancer.js';
+import { agentTransportRows, formatAgentTransportRows } from './websocket.js';
 
 const MB = 1024 * 1024;
 const BYTES = 256 * MB;
@@ -246,9 +247,13 @@ process.stdout.write(table.join('\n') + '\n');
 
 // The CCM's load balancer (a Service's data path through the tunnel) beside the proxy alone.
 let balancer: CcmBalancerResult | undefined;
+let agentTransports: Awaited<ReturnType<typeof agentTransportRows>> | undefined;
 try {
   balancer = await benchCcmBalancer({ target: target.address });
   process.stdout.write('\n' + ccmBalancerTable(balancer) + '\n');
+  // The agent's transports side by side, each in fresh processes (gRPC frontend over UDS).
+  agentTransports = await agentTransportRows(target.address);
+  process.stdout.write('\n' + formatAgentTransportRows(agentTransports) + '\n');
 } finally {
   target.stop();
 }
@@ -256,7 +261,14 @@ mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/latest.json',
   JSON.stringify(
-    { when: new Date().toISOString(), node: process.version, bytes: BYTES, results, balancer },
+    {
+      when: new Date().toISOString(),
+      node: process.version,
+      bytes: BYTES,
+      results,
+      balancer,
+      agentTransports,
+    },
     (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value),
     2,
   ),

@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { resolve as resolvePath } from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { Packet } from './packet.js';
 import { decodePacket, encodeFramedPacket } from './codec.js';
 import { MessageDeframer } from './grpc-framing.js';
@@ -29,6 +30,11 @@ export interface GrpcTarget {
         alpnProtocols?: string[] | undefined;
       }
     | undefined;
+  /**
+   * A TLS connection to host:port of the caller's making, used instead of dialing (the agent
+   * runs TLS through an HTTP proxy's CONNECT tunnel); it must offer h2 in its ALPN.
+   */
+  connection?: (() => Duplex) | undefined;
 }
 
 export interface GrpcCallOptions {
@@ -67,6 +73,7 @@ function connect(target: GrpcTarget, windowBytes: number): http2.ClientHttp2Sess
     ...(tls.servername ? { servername: tls.servername } : {}),
   };
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (target.connection) return http2.connect(url, { settings, createConnection: target.connection });
   const alpn = tls.alpnProtocols ?? [];
   if (alpn.length === 0) return http2.connect(url, { settings, ...secure });
   // http2.connect always offers just h2: extra protocols need a socket of our own.

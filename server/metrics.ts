@@ -33,6 +33,7 @@ export class ServerMetrics {
   readonly strategyMisses: Counter<'strategy'>;
   readonly drainingBackends: Gauge;
   readonly culledLeases: Counter;
+  readonly identifierClaimsRefused: Counter<'type'>;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -108,6 +109,15 @@ export class ServerMetrics {
       help: 'Count of expired server leases deleted by the lease garbage collector',
       registers,
     });
+    this.identifierClaimsRefused = new Counter({
+      name: PREFIX + 'identifier_claims_refused_total',
+      help: "ours: agent identifier claims that do not match the agent's authenticated node (identity binding), by type (host, ipv4, ipv6, cidr, default-route): withdrawn from routing under enforce, routed anyway under warn",
+      labelNames: ['type'],
+      registers,
+    });
+    // Every type from the start, so rate() and alerts see a series before the first refusal.
+    for (const t of ['host', 'ipv4', 'ipv6', 'cidr', 'default-route'])
+      this.identifierClaimsRefused.labels(t).inc(0);
     for (const v of [0, 1]) this.grpcConnections.labels(v === 0 ? 'Proxy' : 'Connect').set(0);
   }
 

@@ -18,7 +18,12 @@ import { parseProxyStrategies, StrategyError } from './backend/proxy-strategies.
 import { TlsPolicyError, tlsPolicyFromFlags } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
-
+import {
+  BindingOptionError,
+  parseAccountList,
+  parseBindingMode,
+  parseNodeFromCert,
+} from './identity/binding-options.js';
 
 export const serverFlags = {
   ...klogFlags,
@@ -166,10 +171,25 @@ export const serverFlags = {
     default: '',
     help: 'agent token authentication: expected audience',
   },
+  'agent-identity-binding': {
+    kind: 'string',
+    default: 'auto',
+    help: 'ours: whether an agent may claim only its own node (host/ipv4/ipv6 of its Node, cidr inside its podCIDRs, no default-route): enforce (mismatching claims are not routed; an agent whose node is unknown gets default routing only), warn (routed, logged and counted), off (upstream: any claim). Default auto: enforce for agents whose node is known, unknown nodes unchecked',
+  },
+  'agent-node-from-cert': {
+    kind: 'string',
+    default: 'off',
+    help: 'ours: the node of an agent without a token, from its verified client certificate: cn (subject CN, system:node:<name> too), san-dns (first DNS subjectAltName) or off. Needs --cluster-ca-cert',
+  },
+  'agents-allowed-any-identifier': {
+    kind: 'stringSlice',
+    default: [],
+    help: 'ours: <namespace>/<serviceaccount>,... whose agents may claim any identifier (cidr, default-route, other nodes); token authentication admits them besides --agent-service-account',
+  },
   kubeconfig: {
     kind: 'string',
     default: '',
-    help: 'kubeconfig for the Kubernetes API (token review, leases)',
+    help: 'kubeconfig for the Kubernetes API (token review, leases, Nodes for identity binding)',
   },
   'kubeconfig-qps': {
     kind: 'float',
@@ -289,6 +309,25 @@ export function serverConfigFromFlags(
       },
     };
   }
+  const identityBinding = {
+    mode: parseFlagValue(() => parseBindingMode(v['agent-identity-binding']), BindingOptionError),
+    nodeFromCert: parseFlagValue(() => parseNodeFromCert(v['agent-node-from-cert']), BindingOptionError),
+    anyIdentifierAccounts: parseFlagValue(
+      () => parseAccountList(v['agents-allowed-any-identifier']),
+      BindingOptionError,
+    ),
+  };
+  if (identityBinding.anyIdentifierAccounts.length > 0) {
+    if (!agentAuth)
+      throw new FlagError(
+        '--agents-allowed-any-identifier names service accounts: it needs agent token authentication (--agent-namespace, --agent-service-account, --authentication-audience)',
+      );
+    agentAuth.policy.alsoAdmitted = identityBinding.anyIdentifierAccounts;
+  }
+  if (identityBinding.nodeFromCert !== 'off' && !v['cluster-ca-cert'])
+    throw new FlagError(
+      `--agent-node-from-cert=${identityBinding.nodeFromCert} trusts what the CA put in agent certificates: it needs --cluster-ca-cert`,
+    );
   let leases: ProxyServerConfig['leases'];
   if (v['enable-lease-controller']) {
     const labels = parseFlagValue(() => parseLabels(v['lease-label']), LabelSyntaxError, '--lease-label: ');
@@ -368,6 +407,7 @@ export function serverConfigFromFlags(
     frontendWindowBytes: v['frontend-window-size'],
     connectionWindowBytes: v['connection-window-size'],
     agentAuth,
+    identityBinding,
     leases,
     kubeconfig: v.kubeconfig,
     limits: {

@@ -21,6 +21,7 @@ import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
 import { BackendManager } from './backend/backend-manager.js';
 import type { ProxyStrategy } from './backend/proxy-strategies.js';
 import { AgentService } from './backend/agent-service.js';
+import { WebSocketAgentEndpoint } from './websocket/websocket-agent-endpoint.js';
 import { TunnelBroker } from './tunnel/broker.js';
 import { GrpcFrontend } from './frontend/grpc-frontend.js';
 import { HttpConnectFrontend } from './frontend/http-connect-frontend.js';
@@ -32,6 +33,9 @@ import {
 } from '../common/kube/token-review.js';
 import { loadKubeClient } from '../common/kube/client.js';
 import { LeaseController, type LeaseControllerOptions } from './leases/lease-controller.js';
+import { IdentityBinding } from './identity/identity-binding.js';
+import { DEFAULT_IDENTITY_BINDING, type IdentityBindingConfig } from './identity/binding-options.js';
+import { NodeWatch } from './identity/node-watch.js';
 
 export interface FrontendConfig {
   mode: 'grpc' | 'http-connect';
@@ -66,6 +70,8 @@ export interface ProxyServerConfig {
   gracefulShutdownTimeoutMs: number;
   /** Agents must present a ServiceAccount token that a TokenReview accepts. */
   agentAuth?: { policy: TokenPolicy } | undefined;
+  /** Agents may claim only their own node; default: enforce where the node is known. */
+  identityBinding?: IdentityBindingConfig;
   /** --enable-lease-controller. */
   leases?: Omit<LeaseControllerOptions, 'serverID'> | undefined;
   /** For the Kubernetes API (token review, leases); empty: in-cluster config. */
@@ -125,8 +131,11 @@ export class ProxyServer {
   private readonly httpFrontends: HttpConnectFrontend[] = [];
   private readonly endpoints: HttpEndpoint[] = [];
   private readonly agentService: AgentService;
+  /** HTTP/1.1 on the agent port: agents' WebSocket upgrades. */
+  private readonly agentWebSocket: WebSocketAgentEndpoint;
   private readonly reloaders: TlsReloader[] = [];
   private leaseController: LeaseController | undefined;
+  private binding: IdentityBinding | undefined;
   private stopped = false;
 
   constructor(private readonly config: ProxyServerConfig) {
@@ -169,6 +178,16 @@ export class ProxyServer {
         connectionWindow: config.connectionWindowBytes ?? DEFAULT_CONNECTION_WINDOW,
       },
     );
+    this.agentWebSocket = new WebSocketAgentEndpoint(
+      this.agentService.handle,
+      {
+        maxMessageBytes: common.maxMessageBytes,
+        keepaliveTimeMs: config.keepaliveTimeMs,
+        keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+        headerTimeoutMs: limits.headerTimeoutMs || DEFAULT_HEADER_TIMEOUT,
+      },
+      this.log.child({ part: 'agent-server', transport: 'websocket' }),
+    );
     this.agentServer = new GrpcServer(
       { [CONNECT_METHOD]: this.agentService.handle },
       {
@@ -176,6 +195,9 @@ export class ProxyServer {
         windowBytes: agentWindow,
         maxWindowBytes: agentWindow * HTTP2_WINDOW_GROWTH,
         keepaliveTimeMs: config.keepaliveTimeMs,
+        http1: (socket) => {
+          this.agentWebSocket.accept(socket);
+        },
       },
       this.log.child({ part: 'agent-server' }),
     );
@@ -196,7 +218,9 @@ export class ProxyServer {
     const agents = this.backends.list().map((b) => ({
       agentID: b.agentID,
       identifiers: b.identifiers,
+      ...this.binding?.describe(b),
       peer: b.peer,
+      transport: b.transport,
       connectedSince: b.connectedAt.toISOString(),
       draining: b.draining,
       openConnections: b.connections.size,
@@ -217,7 +241,9 @@ export class ProxyServer {
     const out: ServerAddresses = { frontends: [], agentPort: 0 };
     try {
       const { agentAuth: auth, leases } = this.config;
-      const needsKube = (auth && !this.config.tokenReviewer) || leases;
+      const bindingConfig = this.config.identityBinding ?? DEFAULT_IDENTITY_BINDING;
+      const needsNodes = IdentityBinding.needsNodes(bindingConfig, auth !== undefined);
+      const needsKube = (auth && !this.config.tokenReviewer) || leases || needsNodes;
       const kube = needsKube ? await loadKubeClient(this.config.kubeconfig ?? '', this.log) : undefined;
       if (auth) {
         const reviewer = this.config.tokenReviewer ?? (kube && apiTokenReviewer(kube));
@@ -225,6 +251,17 @@ export class ProxyServer {
         this.agentService.authenticator = new TokenAuthenticator(reviewer, auth.policy);
         this.log.info({ ...auth.policy }, 'agents must present a ServiceAccount token');
       }
+      const bindingLog = this.log.child({ part: 'identity-binding' });
+      this.binding = new IdentityBinding(
+        bindingConfig,
+        auth !== undefined,
+        needsNodes && kube ? new NodeWatch(kube, bindingLog) : undefined,
+        this.backends,
+        this.metrics,
+        bindingLog,
+      );
+      this.binding.logStartup();
+      this.agentService.binding = this.binding;
       for (const fe of this.config.frontends) out.frontends.push(await this.startFrontend(fe));
       const a = this.config.agent;
       out.agentPort = await this.listenGrpcTls(this.agentServer, 'agent', a.host, a.port, a.tls);
@@ -390,9 +427,11 @@ export class ProxyServer {
     if (this.stopped) return;
     this.stopped = true;
     for (const r of this.reloaders) r.stop();
+    this.binding?.stop();
     await this.leaseController?.stop();
     this.grpcFrontendServer.destroy();
     this.agentServer.destroy();
+    this.agentWebSocket.destroy();
     for (const s of this.httpServers) {
       s.close();
       s.closeAllConnections();

@@ -1,7 +1,9 @@
 // Validates a ServiceAccount bearer token with a TokenReview (authentication.k8s.io/v1), the
 // way upstream proxy-server authenticates agents: authenticated, audience, namespace and
 // service account must all match. Positive answers are cached briefly, keyed by a hash of the
-// token, so a reconnect storm does not become a TokenReview storm.
+// token, so a reconnect storm does not become a TokenReview storm. For a pod-bound token
+// (Kubernetes 1.30+) the review also says which node the pod runs on: that is the agent's
+// node for identity binding (server/identity/).
 import { createHash } from 'node:crypto';
 import type { KubeClient } from './client.js';
 
@@ -10,9 +12,30 @@ export interface TokenPolicy {
   serviceAccount: string;
   /** Empty: the API server's default audience, not checked. */
   audience: string;
+  /**
+   * Further accounts admitted besides namespace/serviceAccount, as "<namespace>/<name>"
+   * (--agents-allowed-any-identifier: a gateway agent runs as its own account).
+   */
+  alsoAdmitted?: readonly string[];
 }
 
-export type ReviewResult = { ok: true; user: string } | { ok: false; reason: string };
+/** The node and pod a pod-bound token was issued for, from the review's user extra. */
+export interface TokenNode {
+  name: string;
+  uid?: string;
+  podName?: string;
+  podUID?: string;
+}
+
+export interface TokenIdentity {
+  user: string;
+  /** "<namespace>/<name>" of the service account. */
+  serviceAccount: string;
+  /** Absent for tokens that are not pod-bound, or from API servers before 1.30. */
+  node?: TokenNode;
+}
+
+export type ReviewResult = ({ ok: true } & TokenIdentity) | { ok: false; reason: string };
 
 export type TokenReviewer = (token: string, audiences: string[]) => Promise<ReviewOutcome>;
 
@@ -21,13 +44,23 @@ export interface ReviewOutcome {
   user: string;
   audiences: string[];
   error: string;
+  /** status.user.extra: key → values. */
+  extra?: Readonly<Record<string, readonly string[]>>;
 }
+
+/** The status.user.extra keys kube-apiserver sets for pod-bound ServiceAccount tokens. */
+export const TokenExtra = {
+  nodeName: 'authentication.kubernetes.io/node-name',
+  nodeUID: 'authentication.kubernetes.io/node-uid',
+  podName: 'authentication.kubernetes.io/pod-name',
+  podUID: 'authentication.kubernetes.io/pod-uid',
+} as const;
 
 const SA_PREFIX = 'system:serviceaccount:';
 const CACHE_LIMIT = 10_000;
 
 export class TokenAuthenticator {
-  private readonly cache = new Map<string, { user: string; until: number }>();
+  private readonly cache = new Map<string, { accepted: ReviewResult & { ok: true }; until: number }>();
 
   constructor(
     private readonly review: TokenReviewer,
@@ -43,7 +76,7 @@ export class TokenAuthenticator {
     const token = match[1];
     const key = createHash('sha256').update(token).digest('base64');
     const hit = this.cache.get(key);
-    if (hit && hit.until > Date.now()) return { ok: true, user: hit.user };
+    if (hit && hit.until > Date.now()) return hit.accepted;
     if (hit) this.cache.delete(key);
 
     let outcome: ReviewOutcome;
@@ -58,7 +91,7 @@ export class TokenAuthenticator {
         const oldest = this.cache.keys().next().value;
         if (oldest !== undefined) this.cache.delete(oldest);
       }
-      this.cache.set(key, { user: result.user, until: Date.now() + this.cacheTtlMs });
+      this.cache.set(key, { accepted: result, until: Date.now() + this.cacheTtlMs });
     }
     return result;
   }
@@ -75,12 +108,38 @@ export class TokenAuthenticator {
     const [ns, sa, ...rest] = o.user.slice(SA_PREFIX.length).split(':');
     if (rest.length > 0 || !ns || !sa)
       return { ok: false, reason: `malformed service account user "${o.user}"` };
-    if (ns !== namespace)
-      return { ok: false, reason: `service account namespace "${ns}" is not "${namespace}"` };
-    if (sa !== serviceAccount)
-      return { ok: false, reason: `service account "${sa}" is not "${serviceAccount}"` };
-    return { ok: true, user: o.user };
+    const account = `${ns}/${sa}`;
+    const admitted =
+      (ns === namespace && sa === serviceAccount) || this.policy.alsoAdmitted?.includes(account);
+    if (!admitted) {
+      const also = this.policy.alsoAdmitted?.length
+        ? ` (nor one of ${this.policy.alsoAdmitted.join(',')})`
+        : '';
+      if (ns !== namespace)
+        return { ok: false, reason: `service account namespace "${ns}" is not "${namespace}"${also}` };
+      return { ok: false, reason: `service account "${sa}" is not "${serviceAccount}"${also}` };
+    }
+    const node = tokenNode(o.extra ?? {});
+    return { ok: true, user: o.user, serviceAccount: account, ...(node ? { node } : {}) };
   }
+}
+
+/** The node of a pod-bound token, from the review's status.user.extra; undefined without one. */
+export function tokenNode(extra: Readonly<Record<string, readonly string[]>>): TokenNode | undefined {
+  const first = (key: string): string | undefined => {
+    const v = extra[key]?.[0];
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const name = first(TokenExtra.nodeName);
+  if (name === undefined) return undefined;
+  const node: TokenNode = { name };
+  const uid = first(TokenExtra.nodeUID);
+  const podName = first(TokenExtra.podName);
+  const podUID = first(TokenExtra.podUID);
+  if (uid !== undefined) node.uid = uid;
+  if (podName !== undefined) node.podName = podName;
+  if (podUID !== undefined) node.podUID = podUID;
+  return node;
 }
 
 /** A TokenReviewer that asks the Kubernetes API. */
@@ -100,6 +159,7 @@ export function apiTokenReviewer(client: KubeClient): TokenReviewer {
       user: s?.user?.username ?? '',
       audiences: s?.audiences ?? [],
       error: s?.error ?? '',
+      extra: s?.user?.extra ?? {},
     };
   };
 }

@@ -8,7 +8,9 @@ import type { TunnelBroker } from '../tunnel/broker.js';
 import { Backend, type AgentStream } from './backend.js';
 import { parseConnectionWindow } from '../../proto/flow-control.js';
 import type { BackendManager } from './backend-manager.js';
-import type { TokenAuthenticator } from '../../common/kube/token-review.js';
+import type { TokenAuthenticator, TokenIdentity } from '../../common/kube/token-review.js';
+import type { IdentityBinding } from '../identity/identity-binding.js';
+import { peerCertificateOf } from '../identity/cert-identity.js';
 import { parseAgentIdentifiers } from '../../proto/agent-identifiers.js';
 
 /** The extensions this server implements, offered to agents that ask. */
@@ -24,6 +26,8 @@ export interface AgentServiceOptions {
 export class AgentService {
   /** Set when agents must present a ServiceAccount token. */
   authenticator: TokenAuthenticator | undefined;
+  /** Binds each agent's identifier claims to its authenticated node (server/identity/). */
+  binding: IdentityBinding | undefined;
 
   constructor(
     private readonly broker: TunnelBroker,
@@ -50,8 +54,8 @@ export class AgentService {
     stream.pause();
     void auth.authenticate(stream.header(MetadataKey.authorization)).then((result) => {
       if (result.ok) {
-        this.log.debug({ agentID, peer, user: result.user }, 'agent token accepted');
-        this.admit(stream, agentID, peer);
+        this.log.debug({ agentID, peer, user: result.user, node: result.node?.name }, 'agent token accepted');
+        this.admit(stream, agentID, peer, result);
         return;
       }
       this.metrics.agentAuthFailures.inc();
@@ -61,7 +65,7 @@ export class AgentService {
     });
   };
 
-  private admit(stream: AgentStream, agentID: string, peer: string): void {
+  private admit(stream: AgentStream, agentID: string, peer: string, token?: TokenIdentity): void {
     if (stream.isClosed) return;
     const identifierText = stream.header(MetadataKey.agentIdentifiers) ?? '';
     const parsed = parseAgentIdentifiers(identifierText);
@@ -92,14 +96,19 @@ export class AgentService {
     const log = this.log.child({ agentID });
     const backend = new Backend(agentID, identifiers, peer, accepted, windows, stream, log, this.metrics);
     this.metrics.grpcConnections.labels('Connect').inc();
+    this.binding?.bind(backend, { token, certificate: () => peerCertificateOf(stream) });
     this.backends.add(backend);
-    log.info({ peer, identifiers: identifierText, extensions: [...accepted] }, 'agent connected');
+    log.info(
+      { peer, transport: stream.transport, identifiers: identifierText, extensions: [...accepted] },
+      'agent connected',
+    );
 
     let gone = false;
     const leave = (reason: string) => {
       if (gone) return;
       gone = true;
       this.backends.remove(backend);
+      this.binding?.release(backend);
       this.metrics.grpcConnections.labels('Connect').dec();
       this.broker.backendGone(backend, reason);
       log.info({ reason, connections: backend.connections.size }, 'agent disconnected');

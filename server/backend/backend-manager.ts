@@ -2,7 +2,7 @@
 // destHost lookups go through an index (host or IP → agents), so a dial costs the same with
 // ten agents or ten thousand; only agents with cidr identifiers are scanned.
 import net from 'node:net';
-import { canonicalIp } from '../../proto/agent-identifiers.js';
+import { canonicalIp, type AgentIdentifiers } from '../../proto/agent-identifiers.js';
 import type { Backend } from './backend.js';
 import type { ProxyStrategy } from './proxy-strategies.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -26,6 +26,29 @@ export class BackendManager {
 
   add(backend: Backend): void {
     this.backends.add(backend);
+    this.index(backend);
+    this.updateGauges();
+  }
+
+  remove(backend: Backend): void {
+    if (!this.backends.delete(backend)) return;
+    this.unindex(backend);
+    this.draining.delete(backend);
+    this.updateGauges();
+  }
+
+  /**
+   * Routes dials to the agent by these identifiers from now on: identity binding withdrew a
+   * claim (or gave one back). Open connections are not touched.
+   */
+  reroute(backend: Backend, identifiers: AgentIdentifiers): void {
+    const indexed = this.backends.has(backend);
+    if (indexed) this.unindex(backend);
+    backend.setIdentifiers(identifiers);
+    if (indexed) this.index(backend);
+  }
+
+  private index(backend: Backend): void {
     const ids = backend.identifiers;
     for (const key of [...ids.hosts, ...ids.ips]) {
       let set = this.byHost.get(key);
@@ -34,11 +57,9 @@ export class BackendManager {
     }
     if (ids.cidrs.length > 0) this.withCidrs.add(backend);
     if (ids.defaultRoute) this.defaultRoute.add(backend);
-    this.updateGauges();
   }
 
-  remove(backend: Backend): void {
-    if (!this.backends.delete(backend)) return;
+  private unindex(backend: Backend): void {
     const ids = backend.identifiers;
     for (const key of [...ids.hosts, ...ids.ips]) {
       const set = this.byHost.get(key);
@@ -47,8 +68,6 @@ export class BackendManager {
     }
     this.withCidrs.delete(backend);
     this.defaultRoute.delete(backend);
-    this.draining.delete(backend);
-    this.updateGauges();
   }
 
   /** The agent sent DRAIN: it keeps its connections but gets no new dial. */

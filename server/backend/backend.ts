@@ -2,14 +2,14 @@
 // backpressure state of that stream. Every connection of the agent is multiplexed on it.
 import net from 'node:net';
 import { packetBytes, type Packet } from '../../proto/packet.js';
-import type { GrpcServerCall } from '../grpc/call.js';
+import type { AgentStream, AgentTransportName } from './agent-stream.js';
 import type { AgentIdentifiers } from '../../proto/agent-identifiers.js';
 import type { Logger } from '../../common/log.js';
 import { StreamGate } from '../../common/stream-gate.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 
-export type AgentStream = GrpcServerCall;
+export type { AgentStream } from './agent-stream.js';
 
 export class Backend {
   /** connectID (assigned by the agent) → connection. */
@@ -20,12 +20,15 @@ export class Backend {
   /** The agent sent DRAIN: no new dials. */
   draining = false;
   readonly connectedAt = new Date();
+  /** The identifiers the agent declared at connect (agentIdentifiers metadata). */
+  readonly declared: AgentIdentifiers;
+  private routed: AgentIdentifiers;
   private cidrs: net.BlockList | undefined;
   private readonly gate: StreamGate;
 
   constructor(
     readonly agentID: string,
-    readonly identifiers: AgentIdentifiers,
+    identifiers: AgentIdentifiers,
     /** Where the stream comes from, for the admin listing. */
     readonly peer: string,
     readonly extensions: ReadonlySet<string>,
@@ -36,6 +39,27 @@ export class Backend {
     private readonly metrics: ServerMetrics,
   ) {
     this.gate = new StreamGate(stream);
+    this.declared = identifiers;
+    this.routed = identifiers;
+  }
+
+  /**
+   * The identifiers dials are routed to this agent by: those declared, less the claims identity
+   * binding refused (server/identity/).
+   */
+  get identifiers(): AgentIdentifiers {
+    return this.routed;
+  }
+
+  /** Only through BackendManager.reroute(), which keeps its index in step. */
+  setIdentifiers(identifiers: AgentIdentifiers): void {
+    this.routed = identifiers;
+    this.cidrs = undefined;
+  }
+
+  /** How the agent reached us: a gRPC stream or a WebSocket. */
+  get transport(): AgentTransportName {
+    return this.stream.transport;
   }
 
   /** The agent connection's round trip, when measured (window auto-tuning). */

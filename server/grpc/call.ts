@@ -17,6 +17,8 @@ const { NGHTTP2_NO_ERROR } = http2.constants;
  * wait for 'drain') and finishes with end(status).
  */
 export class GrpcServerCall implements GatedStream {
+  /** For agent streams (server/backend/agent-stream.ts): this one came over gRPC. */
+  readonly transport = 'grpc' as const;
   onPacket: (p: Packet) => void = () => undefined;
   onEnd: () => void = () => undefined;
   /** `failed`: a stream error, or the client broke the protocol (see fail()). */

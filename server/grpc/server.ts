@@ -28,6 +28,11 @@ export interface GrpcServerOptions {
   keepaliveTimeoutMs: number;
   /** A connection without a stream for this long gets GOAWAY; 0: never. */
   idleConnectionMs: number;
+  /**
+   * TLS connections that choose HTTP/1.1, or offer no ALPN at all, go here (the agent port's
+   * WebSocket upgrade); without it they get Node's "403 Missing ALPN Protocol".
+   */
+  http1?: ((socket: TLSSocket) => void) | undefined;
 }
 
 export interface TlsListenOptions extends SecureContextOptions {
@@ -64,11 +69,15 @@ export class GrpcServer {
     port: number,
     tls: TlsListenOptions,
   ): Promise<{ port: number; setSecureContext: (options: SecureContextOptions) => void }> {
+    const http1 = this.options.http1;
     const server = http2.createSecureServer({
       ...this.http2Options(),
       ...tls,
       rejectUnauthorized: tls.requestCert,
+      // h2 when offered, else http/1.1; no ALPN also reaches 'unknownProtocol' as HTTP/1.1.
+      ...(http1 ? { ALPNCallback: preferHttp2 } : {}),
     });
+    if (http1) server.on('unknownProtocol', http1);
     server.on('secureConnection', (socket: TLSSocket) => {
       // An error on a TLS socket must be handled by the server's user (nodejs/node#35824).
       socket.on('error', (err: Error) => this.log.debug({ error: err.message }, 'TLS connection error'));
@@ -218,6 +227,11 @@ export class GrpcServer {
     }
     handler(call);
   }
+}
+
+function preferHttp2({ protocols }: { protocols: string[] }): string | undefined {
+  if (protocols.includes('h2')) return 'h2';
+  return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
 }
 
 const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };

@@ -8,6 +8,9 @@ import { LabTarget } from './targets.js';
 
 export type Transport = 'uds' | 'mtls';
 export type Mode = 'grpc' | 'http-connect';
+/** How the agents reach the server's agent port (--transport). */
+export type AgentTransport = 'grpc' | 'websocket';
+export const AGENT_TRANSPORTS: readonly AgentTransport[] = ['grpc', 'websocket'];
 
 export interface Cluster {
   pki: TestPki;
@@ -15,17 +18,29 @@ export interface Cluster {
   agent: Proc | undefined;
   frontend: FrontendAddress;
   serverArgs: string[];
+  agentTransport: AgentTransport;
   startAgent(extra?: string[]): Promise<Proc>;
   stop(): Promise<void>;
 }
 
 let seq = 0;
 
+/** KNP_AGENT_TRANSPORT=websocket runs every suite that does not choose over that transport. */
+function defaultAgentTransport(): AgentTransport {
+  const env = process.env.KNP_AGENT_TRANSPORT ?? 'grpc';
+  const known = AGENT_TRANSPORTS.find((t) => t === env);
+  if (!known)
+    throw new Error(`KNP_AGENT_TRANSPORT must be one of ${AGENT_TRANSPORTS.join(', ')}, got "${env}"`);
+  return known;
+}
+
 export async function startCluster(
   mode: Mode,
   transport: Transport,
-  options: { agents?: number; serverArgs?: string[] } = {},
+  options: { agents?: number; serverArgs?: string[]; agentTransport?: AgentTransport } = {},
 ): Promise<Cluster> {
+  const agentTransport = options.agentTransport ?? defaultAgentTransport();
+  const transportArgs = agentTransport === 'grpc' ? [] : [`--transport=${agentTransport}`];
   const pki = await testPki();
   const f = pki.files;
   const uds = join(pki.dir, `frontend-${process.pid}-${seq++}.sock`);
@@ -62,8 +77,9 @@ export async function startCluster(
     agent: undefined,
     frontend,
     serverArgs,
+    agentTransport,
     async startAgent(extra = []) {
-      const p = spawnBin('proxy-agent', agentArgs(f, server.agentPort, extra));
+      const p = spawnBin('proxy-agent', agentArgs(f, server.agentPort, [...transportArgs, ...extra]));
       agents.push(p);
       cluster.agent = p;
       await p.waitLog('proxy-agent started');
