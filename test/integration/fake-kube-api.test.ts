@@ -659,14 +659,14 @@ describe('fake Kubernetes API with client-node', () => {
       namespace: 'kube-system',
       body: {
         metadata: { name: 'cloud-controller-manager', labels: { app: 'ccm' } },
-        spec: { holderIdentity: 'ccm-1', leaseDurationSeconds: 15, renewTime: new Date() },
+        spec: { holderIdentity: 'ccm-1', leaseDurationSeconds: 15, renewTime: new mod.V1MicroTime() },
       },
     });
     assert.equal(api.leases.get('kube-system/cloud-controller-manager')?.spec.holderIdentity, 'ccm-1');
     const renewed = await coordination.replaceNamespacedLease({
       namespace: 'kube-system',
       name: 'cloud-controller-manager',
-      body: { ...lease, spec: { ...lease.spec, renewTime: new Date(Date.now() + 1000) } },
+      body: { ...lease, spec: { ...lease.spec, renewTime: new mod.V1MicroTime(Date.now() + 1000) } },
     });
     assert.equal(
       (
