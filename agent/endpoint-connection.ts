@@ -8,6 +8,7 @@ import { HALF_CLOSE_MARKER } from '../proto/metadata.js';
 import { ReceiveWindow, SendCredit, tunedWindowLimit, windowUpdate } from '../proto/flow-control.js';
 import type { Logger } from '../common/log.js';
 import type { TargetReader } from './target-reader.js';
+import { agentTrace, tracingDials } from '../common/dial-trace.js';
 
 /** What an endpoint connection needs from its server stream. */
 export interface StreamSender {
@@ -71,6 +72,7 @@ export class EndpointConnection {
   start(): void {
     const socket = this.socket;
     this.reader.start(this.connectID, (packet) => {
+      if (tracingDials) agentTrace.mark(this, 'dataFromTarget');
       const bytes = packet.data.length;
       this.bytesFromTarget += bytes;
       this.halfClosedTimer?.refresh();
@@ -107,6 +109,7 @@ export class EndpointConnection {
   /** DATA from the server. */
   write(data: Buffer): void {
     if (this.done) return;
+    if (tracingDials) agentTrace.mark(this, 'dataFromServer');
     this.bytesToTarget += data.length;
     if (this.window) {
       if (!this.window.accept(data.length)) {
@@ -135,6 +138,7 @@ export class EndpointConnection {
   /** The client finished sending (half-close extension). */
   endFromServer(): void {
     if (this.done) return;
+    if (tracingDials) agentTrace.mark(this, 'closeReqReceived');
     this.serverEnded = true;
     // Not destroy: bytes written just before the EOF may still be queued for the target.
     // 'close' ends the connection when they are flushed and the target has ended too.
@@ -163,6 +167,10 @@ export class EndpointConnection {
     this.socket.destroy();
     this.reader.close();
     this.stream.forget(this);
+    if (tracingDials) {
+      agentTrace.mark(this, 'closed');
+      agentTrace.finish(this, tellServer ? 'target closed' : 'ok');
+    }
     this.log.debug(
       {
         connectID: this.connectID.toString(),

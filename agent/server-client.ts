@@ -23,6 +23,7 @@ import {
   splitHostPort,
 } from './target-dialer.js';
 import type { DestinationPolicy } from './destination-policy.js';
+import { agentTrace, tracingDials } from '../common/dial-trace.js';
 
 /** The extensions this agent offers to the server. */
 const OFFERED = [Extension.halfClose, Extension.flowControl];
@@ -228,11 +229,16 @@ export class ServerClient implements StreamSender {
       }
       case PacketType.DIAL_REQ:
         this.lastDialAt = performance.now();
+        if (tracingDials) {
+          agentTrace.mark(p.random, 'dialReqReceived');
+          agentTrace.identify(p.random, p.random);
+        }
         this.dial(p.random, p.address, p.protocol);
         return;
       case PacketType.CLOSE_REQ: {
         const conn = this.connections.get(p.connectID);
         if (conn) {
+          if (tracingDials) agentTrace.mark(conn, 'closeReqReceived');
           conn.closeFromServer('server requested close');
           this.send(packets.closeResponse(p.connectID));
         } else {
@@ -245,6 +251,7 @@ export class ServerClient implements StreamSender {
         if (socket) {
           this.pendingDials.delete(p.random);
           socket.destroy();
+          if (tracingDials) agentTrace.finish(p.random, 'cancelled');
           this.log.debug({ random: p.random.toString() }, 'pending dial cancelled by the server');
         }
         return;
@@ -263,6 +270,7 @@ export class ServerClient implements StreamSender {
         protocol !== 'tcp' ? `unsupported protocol "${protocol}"` : `invalid address "${address}"`;
       metrics.dialFailures.labels('unknown').inc();
       this.send(packets.dialResponse(random, 0n, error));
+      if (tracingDials) agentTrace.finish(random, 'failed');
       return;
     }
     const started = performance.now();
@@ -281,12 +289,17 @@ export class ServerClient implements StreamSender {
         return;
       }
       this.pendingDials.delete(random);
+      if (tracingDials) agentTrace.mark(random, 'targetConnected');
       metrics.dialDuration.observe((performance.now() - started) / 1000);
       const connectID = this.nextConnectID++;
       const conn = new EndpointConnection(connectID, socket, reader, this, this.log);
       this.connections.set(connectID, conn);
       metrics.endpointConnections.inc();
       this.send(packets.dialResponse(random, connectID));
+      if (tracingDials) {
+        agentTrace.mark(random, 'dialRspSent');
+        agentTrace.rekey(random, conn);
+      }
       conn.start();
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
@@ -301,6 +314,7 @@ export class ServerClient implements StreamSender {
         this.log.debug({ address, error: text }, 'dial failed');
       }
       this.send(packets.dialResponse(random, 0n, text));
+      if (tracingDials) agentTrace.finish(random, 'failed');
     });
   }
 

@@ -12,6 +12,7 @@ import * as s from './scenarios.js';
 import { startDelay, startTarget } from './helpers.js';
 import { benchCcmBalancer, ccmBalancerTable, type CcmBalancerResult } from './ccm-balancer.js';
 import { agentTransportRows, formatAgentTransportRows } from './websocket.js';
+import { dialTraceTable, traceSequentialDials, type DialTraceResult } from './dial-trace.js';
 
 const MB = 1024 * 1024;
 const BYTES = 256 * MB;
@@ -248,7 +249,13 @@ process.stdout.write(table.join('\n') + '\n');
 // The CCM's load balancer (a Service's data path through the tunnel) beside the proxy alone.
 let balancer: CcmBalancerResult | undefined;
 let agentTransports: Awaited<ReturnType<typeof agentTransportRows>> | undefined;
+const dialTrace: DialTraceResult[] = [];
 try {
+  // Where a sequential dial's time goes, step by step (KNP_TRACE_DIALS, fresh processes).
+  for (const mode of ['grpc', 'http-connect'] as const) {
+    dialTrace.push(await traceSequentialDials(mode, target.address));
+  }
+  process.stdout.write('\n' + dialTraceTable(dialTrace) + '\n');
   balancer = await benchCcmBalancer({ target: target.address });
   process.stdout.write('\n' + ccmBalancerTable(balancer) + '\n');
   // The agent's transports side by side, each in fresh processes (gRPC frontend over UDS).
@@ -268,6 +275,7 @@ writeFileSync(
       results,
       balancer,
       agentTransports,
+      dialTrace,
     },
     (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value),
     2,

@@ -85,11 +85,24 @@ export class Backend {
     return this.extensions.has(extension);
   }
 
-  /** Queues a packet to the agent; false when the stream is congested (see whenWritable). */
-  send(packet: Packet): boolean {
+  /**
+   * Queues a packet to the agent; false when the stream is congested (see whenWritable).
+   * `flushed` runs once it has left for the socket (the dial trace's use).
+   */
+  send(packet: Packet, flushed?: () => void): boolean {
     if (this.closed) return true;
     this.metrics.packet('to_agent', packet.type);
-    return this.gate.send(packetBytes(packet), (written) => this.stream.write(packet, written));
+    return this.gate.send(packetBytes(packet), (written) =>
+      this.stream.write(
+        packet,
+        flushed
+          ? () => {
+              written();
+              flushed();
+            }
+          : written,
+      ),
+    );
   }
 
   /** Calls `fn` once the stream has room again (at once if it has). */

@@ -25,6 +25,7 @@ import type { GrpcServerCall } from '../grpc/call.js';
 import { StreamGate } from '../../common/stream-gate.js';
 import { TokenBucket } from '../../common/rate-limit.js';
 import { auditDial } from '../tunnel/audit.js';
+import { serverTrace, tracingDials } from '../../common/dial-trace.js';
 
 export type ProxyCall = GrpcServerCall;
 
@@ -104,6 +105,7 @@ class ProxyStream {
   }
 
   start(): void {
+    if (tracingDials) serverTrace.mark(this, 'streamOpened');
     this.metrics.grpcConnections.labels('Proxy').inc();
     const requested = parseExtensions(this.call.header(MetadataKey.extensions));
     if (requested.size > 0) {
@@ -199,6 +201,11 @@ class ProxyStream {
       return;
     }
     const dial = new ProxyDial(this, random);
+    if (tracingDials) {
+      // The stream's first dial carries its opening stamp (a single-use tunnel's only one).
+      serverTrace.rekey(this, dial);
+      serverTrace.mark(dial, 'accepted');
+    }
     this.dials.set(random, dial);
     dial.start(this.broker.dial(dial, address, target.host, protocol));
   }
@@ -267,6 +274,7 @@ class ProxyStream {
 
   private clientGone(reason: string): void {
     if (this.ended) return;
+    if (tracingDials) serverTrace.drop(this);
     const dials = [...this.dials.values(), ...this.connections.values()];
     this.dials.clear();
     this.connections.clear();
@@ -356,6 +364,7 @@ class ProxyDial implements FrontendSink {
     this.clientConnectID = this.stream.established(this, conn.connectID);
     this.aliased = this.clientConnectID !== conn.connectID;
     this.stream.send(packets.dialResponse(this.random, this.clientConnectID));
+    if (tracingDials) serverTrace.mark(this, 'answered');
   }
 
   dialFailed(err: TunnelError): void {

@@ -12,6 +12,7 @@ import type { FrontendSink } from '../tunnel/frontend-sink.js';
 import type { TunnelConnection } from '../tunnel/tunnel-connection.js';
 import { checkDialTarget } from './dial-target.js';
 import { auditDial } from '../tunnel/audit.js';
+import { serverTrace, tracingDials } from '../../common/dial-trace.js';
 
 /** Bytes a client may send before its tunnel is up; past it we stop reading until then. */
 const EARLY_DATA_LIMIT = 256 * 1024;
@@ -152,6 +153,7 @@ class HttpTunnel implements FrontendSink {
   }
 
   start(broker: TunnelBroker): void {
+    if (tracingDials) serverTrace.mark(this, 'accepted');
     this.metrics.httpConnections.inc();
     const socket = this.socket;
     // Keep reading while the dial is pending: that is how a client that leaves is noticed.
@@ -200,6 +202,7 @@ class HttpTunnel implements FrontendSink {
     this.state = 'established';
     this.conn = conn;
     this.socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (tracingDials) serverTrace.mark(this, 'answered');
     this.log.debug({ address: this.address, agentID: conn.backend.agentID }, 'tunnel established');
     for (const chunk of this.early) conn.write(chunk);
     this.early = [];

@@ -13,6 +13,7 @@ import type { DialFailureReason, ServerMetrics } from '../metrics.js';
 import type { FrontendSink } from './frontend-sink.js';
 import { TunnelConnection, type ConnectionOwner } from './tunnel-connection.js';
 import { auditDial } from './audit.js';
+import { serverTrace, tracingDials } from '../../common/dial-trace.js';
 
 interface PendingDial {
   random: bigint;
@@ -103,7 +104,15 @@ export class TunnelBroker implements ConnectionOwner {
       { address, agentID: backend.agentID, strategy: picked.strategy, random: random.toString() },
       'dial sent to agent',
     );
-    backend.send(packets.dialRequest(address, random, protocol));
+    if (tracingDials) {
+      serverTrace.identify(frontend, random, frontend.kind);
+      backend.send(packets.dialRequest(address, random, protocol), () => {
+        serverTrace.mark(frontend, 'dialReqFlushed');
+      });
+      serverTrace.mark(frontend, 'dialReqSent');
+    } else {
+      backend.send(packets.dialRequest(address, random, protocol));
+    }
     return { cancel: () => this.cancelDial(random) };
   }
 
@@ -115,6 +124,7 @@ export class TunnelBroker implements ConnectionOwner {
 
   /** Counted, and one audit line at info level (successful dials get theirs when they close). */
   private auditFailure(dial: FailedDial, err: TunnelError, reason: DialFailureReason): void {
+    if (tracingDials) serverTrace.finish(dial.frontend, err.code);
     this.dialFailure(reason);
     auditDial(
       dial.frontend.log,
@@ -240,6 +250,7 @@ export class TunnelBroker implements ConnectionOwner {
       if (!error && connectID !== 0n) backend.send(packets.closeRequest(connectID));
       return;
     }
+    if (tracingDials) serverTrace.mark(dial.frontend, 'dialRspReceived');
     this.takePending(random);
     if (error) {
       this.failDial(dial, dialResponseError(error), 'endpoint');

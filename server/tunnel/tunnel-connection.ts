@@ -6,6 +6,7 @@ import { Extension, HALF_CLOSE_MARKER } from '../../proto/metadata.js';
 import { ReceiveWindow, SendCredit, tunedWindowLimit, windowUpdate } from '../../proto/flow-control.js';
 import type { Backend } from '../backend/backend.js';
 import type { FrontendSink } from './frontend-sink.js';
+import { serverTrace, tracingDials } from '../../common/dial-trace.js';
 
 /** How long a frontend's CLOSE_REQ waits for the agent's CLOSE_RSP before we answer it ourselves. */
 const CLOSE_RSP_WAIT_MS = 5000;
@@ -70,6 +71,7 @@ export class TunnelConnection {
    */
   write(data: Buffer, wire?: Buffer): boolean {
     if (this.state !== 'open' || this.frontendEnded) return true;
+    if (tracingDials) serverTrace.mark(this.frontend, 'dataFromClient');
     this.bytesToAgent += data.length;
     const streamOk = this.backend.send(packets.data(this.connectID, data, '', wire));
     const creditOk = this.credit ? this.credit.consume(data.length) : true;
@@ -90,6 +92,7 @@ export class TunnelConnection {
   /** The client finished sending. Half-close where the agent supports it, else close (upstream). */
   endWrite(): void {
     if (this.state !== 'open' || this.frontendEnded) return;
+    if (tracingDials) serverTrace.mark(this.frontend, 'closeRequested');
     if (!this.halfCloseSupported) {
       // Upstream agent: EOF tears the connection down, on the client's side too.
       this.close('client closed its write side');
@@ -103,13 +106,19 @@ export class TunnelConnection {
   /** The frontend is gone: tell the agent and forget the connection now. */
   close(reason: string): void {
     if (this.state === 'closed') return;
+    if (tracingDials) serverTrace.mark(this.frontend, 'closeRequested');
     if (this.state === 'open') this.backend.send(packets.closeRequest(this.connectID));
     this.finish(reason);
+    if (tracingDials) {
+      serverTrace.mark(this.frontend, 'closed');
+      serverTrace.finish(this.frontend);
+    }
   }
 
   /** A gRPC client's CLOSE_REQ: tell the agent and wait (bounded) for its CLOSE_RSP. */
   requestClose(): void {
     if (this.state !== 'open') return;
+    if (tracingDials) serverTrace.mark(this.frontend, 'closeRequested');
     this.state = 'closing';
     this.backend.send(packets.closeRequest(this.connectID));
     this.closeTimer = setTimeout(() => this.onAgentClose(''), CLOSE_RSP_WAIT_MS);
@@ -132,6 +141,7 @@ export class TunnelConnection {
   /** `wire`: the agent's DATA packet as it came, for a frontend that forwards it unchanged. */
   onAgentData(data: Buffer, wire: Buffer | undefined): void {
     if (this.state === 'closed') return;
+    if (tracingDials) serverTrace.mark(this.frontend, 'dataToClient');
     this.bytesFromAgent += data.length;
     if (this.window) {
       if (!this.window.accept(data.length)) {
@@ -172,6 +182,10 @@ export class TunnelConnection {
     if (this.state === 'closed') return;
     this.finish(error || 'closed by agent');
     this.frontend.closedByAgent(error);
+    if (tracingDials) {
+      serverTrace.mark(this.frontend, 'closed');
+      serverTrace.finish(this.frontend, error ? 'error' : 'ok');
+    }
   }
 
   private finish(reason: string): void {
