@@ -102,18 +102,6 @@ export async function benchCcmBalancer(options: CcmBalancerOptions): Promise<Ccm
       },
     });
     const egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
-    writeFileSync(
-      egressFile,
-      [
-        'apiVersion: apiserver.k8s.io/v1beta1',
-        'kind: EgressSelectorConfiguration',
-        'egressSelections:',
-        '- name: cluster',
-        '  connection: { proxyProtocol: GRPC, transport: { uds: { udsName: ' +
-          JSON.stringify(cluster.frontend.uds ?? '') +
-          ' } } }',
-      ].join('\n'),
-    );
     const cloudConfig = join(dir, 'cloud.yaml');
     writeFileSync(
       cloudConfig,

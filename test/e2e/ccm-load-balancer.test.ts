@@ -155,6 +155,12 @@ function healthServer(node: NodeName): http.Server {
 type AnyServer = net.Server | http.Server;
 
 function listen(server: AnyServer, host: string, port: number): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  openSockets.set(server, sockets);
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -164,8 +170,12 @@ function listen(server: AnyServer, host: string, port: number): Promise<number> 
   });
 }
 
+/** Open sockets of each server listen() started, so closeServer() never waits on a client. */
+const openSockets = new WeakMap<AnyServer, Set<net.Socket>>();
+
 function closeServer(server: AnyServer): Promise<void> {
   if (server instanceof http.Server) server.closeAllConnections();
+  for (const socket of openSockets.get(server) ?? []) socket.destroy();
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
@@ -427,20 +437,6 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
     cleanups.push(() => api.stop());
     for (const node of NODES) api.apply(nodeObject(node.name, node.ip));
     const egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
-    writeFileSync(
-      egressFile,
-      [
-        'apiVersion: apiserver.k8s.io/v1beta1',
-        'kind: EgressSelectorConfiguration',
-        'egressSelections:',
-        '- name: cluster',
-        '  connection:',
-        '    proxyProtocol: GRPC',
-        '    transport:',
-        '      uds:',
-        `        udsName: ${cluster.frontend.uds ?? ''}`,
-      ].join('\n'),
-    );
     const cloudConfig = join(dir, 'cloud.yaml');
     writeFileSync(
       cloudConfig,
@@ -450,7 +446,7 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
         'loadBalancer:',
         `  addresses: ["${POOL[0]}-${POOL[1]}"]`,
         '  healthCheckInterval: 300ms',
-        '  healthCheckTimeout: 250ms',
+        '  healthCheckTimeout: 300ms',
         '  drainTimeout: 20s',
       ].join('\n'),
     );

@@ -174,20 +174,6 @@ describe('konnectivity-ccm node controllers', () => {
     dir = mkdtempSync(join(tmpdir(), 'knp-ccm-nodes-'));
     cluster = await startCluster('grpc', 'uds', { agents: 0 });
     egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
-    writeFileSync(
-      egressFile,
-      [
-        'apiVersion: apiserver.k8s.io/v1beta1',
-        'kind: EgressSelectorConfiguration',
-        'egressSelections:',
-        '- name: cluster',
-        '  connection:',
-        '    proxyProtocol: GRPC',
-        '    transport:',
-        '      uds:',
-        `        udsName: ${cluster.frontend.uds ?? ''}`,
-      ].join('\n'),
-    );
     kubeletPort = await deadPort();
     // node-a's agent stays up throughout: the kubelet probes of other nodes go through it.
     await startAgent('node-a');

@@ -1,8 +1,10 @@
 // Backend health, checked through the tunnel every healthCheckInterval: a TCP dial of the
 // node's nodePort (externalTrafficPolicy: Cluster), or `GET /healthz` on the Service's
 // healthCheckNodePort answering 200 (Local: kube-proxy answers 200 only on nodes with a ready
-// endpoint). One failed check marks the backend unhealthy and one good check healthy again,
-// so a failing node leaves the pool within two intervals. Targets are shared: the same
+// endpoint). Two failed checks in a row mark a healthy backend unhealthy (one slow check on a
+// busy CCM does not empty the pool), its first check failing marks it at once, and one good
+// check makes it healthy again: a failing node leaves the pool within two intervals (plus a
+// timeout). Targets are shared: the same
 // node:port is checked once however many load balancers use it.
 import http from 'node:http';
 import type { Logger } from '../../../../../common/log.js';
@@ -27,9 +29,14 @@ export interface HealthMonitorOptions {
   log: Logger;
 }
 
+/** Failed checks in a row that take a healthy backend out. */
+const FAILURES_TO_EJECT = 2;
+
 export class HealthTarget {
   health: Health = 'unknown';
   lastError = '';
+  /** Failed checks in a row. */
+  private failures = 0;
   refs = 0;
   /** Settles once the first check has an answer. */
   readonly firstResult: Promise<void>;
@@ -75,11 +82,17 @@ export class HealthTarget {
     try {
       await this.check(this.probe, this.stopping.signal);
       next = 'healthy';
+      this.failures = 0;
     } catch (err) {
-      next = 'unhealthy';
       error = errorText(err);
+      this.failures++;
+      next = this.health === 'healthy' && this.failures < FAILURES_TO_EJECT ? 'healthy' : 'unhealthy';
     }
     if (this.isStopped()) return;
+    if (error && next === 'healthy') {
+      const { kind, host, port } = this.probe;
+      this.log.debug({ check: kind, target: `${host}:${port}`, error }, 'backend check failed once');
+    }
     if (next !== this.health) {
       const { kind, host, port } = this.probe;
       const fields = { check: kind, target: `${host}:${port}`, health: next, ...(error ? { error } : {}) };
