@@ -14,7 +14,16 @@ export interface ListenTarget {
   deleteExisting?: boolean;
   /** File mode of the socket (upstream 0770). */
   mode?: number;
+  /** Pending-connection queue; default LISTEN_BACKLOG. */
+  backlog?: number;
 }
+
+/**
+ * As Go listens: the kernel caps it at net.core.somaxconn (4096 on current kernels). Node's
+ * default of 511 overflowed when thousands of agents reconnected at once (SYN cookies,
+ * retransmits, TLS handshake timeouts).
+ */
+export const LISTEN_BACKLOG = 4096;
 
 /** Prepares a UDS path: removes an existing socket (only a socket) when asked. */
 export function prepareUds(path: string, deleteExisting: boolean): void {
@@ -47,8 +56,9 @@ export async function listen(
       server.off('error', reject);
       resolve();
     };
-    if (target.uds) server.listen(target.uds, done);
-    else server.listen(target.port ?? 0, target.host || undefined, done);
+    const backlog = target.backlog ?? LISTEN_BACKLOG;
+    if (target.uds) server.listen({ path: target.uds, backlog }, done);
+    else server.listen({ port: target.port ?? 0, host: target.host || undefined, backlog }, done);
   });
   if (target.uds) {
     if (target.mode !== undefined) chmodSync(target.uds, target.mode);
