@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { parse } from 'yaml';
 import { ErrorCode } from '../../common/errors.js';
+import { errorText } from '../../common/log.js';
 import type { EgressSelectionName } from './egress-dialer-types.js';
 
 export type ProxyProtocol = 'Direct' | 'HTTPConnect' | 'GRPC';
@@ -298,8 +299,4 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   return typeof value === 'object' ? 'a mapping' : `${typeof value} ${JSON.stringify(value)}`;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -15,6 +15,7 @@ import {
 } from '../dialer/index.js';
 import { watchDial } from '../dialer/dial-watch.js';
 import { ErrorCode, TunnelError } from '../../common/errors.js';
+import { errorText } from '../../common/log.js';
 import {
   connectionFor,
   type EgressConnection,
@@ -220,7 +221,7 @@ function dialDirect(host: string, port: number, address: string, options: DialOp
 /** The dialer's own errors pass as they are; anything else (the frontend unreachable) gets a code. */
 function asTunnelError(err: unknown, protocol: string, address: string): TunnelError {
   if (err instanceof TunnelError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorText(err);
   return new TunnelError(
     ErrorCode.FRONTEND,
     `${protocol} dial to ${address}: proxy-server unreachable: ${message}`,

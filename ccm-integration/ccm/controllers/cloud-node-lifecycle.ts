@@ -33,7 +33,7 @@ export class CloudNodeLifecycleController implements Controller {
       await untilAborted(signal);
       return;
     }
-    if (!(await waitForSync(() => ctx.nodes.hasSynced(), signal))) return;
+    if (!(await waitForSync([ctx.nodes], signal))) return;
     const monitor = new NodeMonitor(ctx, instances, log, signal);
     do {
       const started = performance.now();

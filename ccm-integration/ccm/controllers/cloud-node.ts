@@ -9,12 +9,11 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Node, V1NodeAddress, V1Taint } from '@kubernetes/client-node';
-import { apiStatus } from '../../../common/kube/client.js';
 import type { Logger } from '../../../common/log.js';
 // One line for client-node's ApiException (its own message holds the whole body and headers).
-import { apiErrorText } from '../../../common/kube/client.js';
+import { apiErrorText, apiStatus } from '../../../common/kube/client.js';
 import type { InstanceMetadata, InstancesV2 } from '../cloud/cloud-provider.js';
-import type { Controller, ControllerContext, EventTarget, WorkQueue } from '../controller.js';
+import type { Controller, ControllerContext, EventTarget, Informer, WorkQueue } from '../controller.js';
 
 export const TAINT_UNINITIALIZED = 'node.cloudprovider.kubernetes.io/uninitialized';
 /** Set by a kubelet started with --node-ip and an external cloud provider. */
@@ -86,7 +85,7 @@ class CloudNodeSync {
     const stop = () => queue.shutDown();
     signal.addEventListener('abort', stop, { once: true });
     try {
-      if (!(await waitForSync(() => ctx.nodes.hasSynced(), signal))) return;
+      if (!(await waitForSync([ctx.nodes], signal))) return;
       for (const node of ctx.nodes.list()) enqueue(node);
       const workers = Array.from({ length: workerCount(ctx) }, () => this.worker());
       await Promise.all([...workers, this.refreshAddressesPeriodically()]);
@@ -459,12 +458,13 @@ function workerCount(ctx: ControllerContext): number {
   return Math.max(1, ctx.options.concurrentNodeSyncs);
 }
 
-/** Resolves true once `synced()` holds, false if `signal` aborts first. */
-export async function waitForSync(synced: () => boolean, signal: AbortSignal): Promise<boolean> {
-  while (!synced()) {
-    if (!(await pause(100, signal))) return false;
-  }
-  return !signal.aborted;
+/** Resolves true once every informer has synced, false if `signal` aborts first. */
+export async function waitForSync(
+  informers: readonly Informer<unknown>[],
+  signal: AbortSignal,
+): Promise<boolean> {
+  await Promise.race([Promise.all(informers.map((i) => i.whenSynced())), untilAborted(signal)]);
+  return !signal.aborted && informers.every((i) => i.hasSynced());
 }
 
 /** Resolves when `signal` aborts: a controller with nothing to do still runs until told to stop. */

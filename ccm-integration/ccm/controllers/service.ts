@@ -108,8 +108,7 @@ class ServiceSync {
     };
     signal.addEventListener('abort', stop, { once: true });
     try {
-      const synced = () => ctx.services.hasSynced() && ctx.nodes.hasSynced();
-      if (!(await waitForSync(synced, signal))) return;
+      if (!(await waitForSync([ctx.services, ctx.nodes], signal))) return;
       for (const svc of ctx.services.list()) {
         if (wantsLoadBalancer(svc, this.lbClass) || needsCleanup(svc, this.lbClass)) this.enqueue(svc);
       }

@@ -10,6 +10,7 @@ import {
   type IpRange,
   type IpValue,
 } from './ip-address.js';
+import { errorText } from '../../../../../common/log.js';
 
 /** One entry of loadBalancer.addresses: "192.0.2.10", "192.0.2.10-192.0.2.20" or "192.0.2.0/28". */
 export function parsePoolEntry(text: string): IpRange {
@@ -49,7 +50,7 @@ export function parsePool(entries: readonly string[]): IpRange[] {
     try {
       range = parsePoolEntry(text);
     } catch (err) {
-      throw new PoolEntryError(i, err instanceof Error ? err.message : String(err));
+      throw new PoolEntryError(i, errorText(err));
     }
     const clash = ranges.findIndex((r) => rangesOverlap(r, range));
     if (clash >= 0) throw new PoolEntryError(i, `"${text}" overlaps [${clash}] "${entries[clash] ?? ''}"`);

@@ -4,6 +4,7 @@
 // LoadBalancerSpecError naming the annotation (the controller turns it into an Event).
 import type { V1Service } from '@kubernetes/client-node';
 import { canonicalIp, parseCidr, type IpRange } from './ip-address.js';
+import { errorText } from '../../../../../common/log.js';
 
 export const ANNOTATIONS = {
   /** The address wanted from the pool (as spec.loadBalancerIP, which is deprecated upstream). */
@@ -150,7 +151,7 @@ function sourceRanges(field: string[] | undefined, annotation: string | undefine
     try {
       return parseCidr(text.trim(), false);
     } catch (err) {
-      throw new LoadBalancerSpecError(`${where}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new LoadBalancerSpecError(`${where}: ${errorText(err)}`);
     }
   });
 }
