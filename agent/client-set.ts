@@ -38,7 +38,8 @@ export class ClientSet {
   private stopped = false;
 
   constructor(private readonly config: ClientSetConfig) {
-    this.backoff = new Backoff(config.syncIntervalMs, config.syncIntervalCapMs);
+    // Full jitter: after a server restart its agents come back spread over the window.
+    this.backoff = new Backoff(config.syncIntervalMs, config.syncIntervalCapMs, 1.5, 'full');
   }
 
   get connectedCount(): number {

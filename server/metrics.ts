@@ -1,6 +1,7 @@
 // konnectivity_network_proxy_server_* metrics, upstream names and labels.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { StreamMetrics } from '../common/stream-metrics.js';
+import type { ConcurrencyObserver } from '../common/concurrency-limit.js';
 
 const PREFIX = 'konnectivity_network_proxy_server_';
 // Upstream's buckets (1 µs .. 12.5 s).
@@ -34,6 +35,10 @@ export class ServerMetrics {
   readonly drainingBackends: Gauge;
   readonly culledLeases: Counter;
   readonly identifierClaimsRefused: Counter<'type'>;
+  readonly agentTlsHandshakes: Counter<'resumed'>;
+  readonly tokenReviewsInFlight: Gauge;
+  readonly tokenReviewsWaiting: Gauge;
+  readonly tokenReviewsQueued: Counter;
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -115,10 +120,45 @@ export class ServerMetrics {
       labelNames: ['type'],
       registers,
     });
+    this.agentTlsHandshakes = new Counter({
+      name: PREFIX + 'agent_tls_handshakes_total',
+      help: 'ours: TLS handshakes completed on the agent port, by whether they resumed an earlier session (a reconnecting agent that resumes costs no certificate work)',
+      labelNames: ['resumed'],
+      registers,
+    });
+    for (const r of ['true', 'false']) this.agentTlsHandshakes.labels(r).inc(0);
+    this.tokenReviewsInFlight = new Gauge({
+      name: PREFIX + 'token_reviews_in_flight',
+      help: 'ours: TokenReviews of agent tokens sent to the Kubernetes API and not yet answered (at most --max-concurrent-token-reviews)',
+      registers,
+    });
+    this.tokenReviewsWaiting = new Gauge({
+      name: PREFIX + 'token_reviews_waiting',
+      help: 'ours: agent TokenReviews queued behind --max-concurrent-token-reviews',
+      registers,
+    });
+    this.tokenReviewsQueued = new Counter({
+      name: PREFIX + 'token_reviews_queued_total',
+      help: 'ours: agent TokenReviews that had to wait for a slot under --max-concurrent-token-reviews',
+      registers,
+    });
     // Every type from the start, so rate() and alerts see a series before the first refusal.
     for (const t of ['host', 'ipv4', 'ipv6', 'cidr', 'default-route'])
       this.identifierClaimsRefused.labels(t).inc(0);
     for (const v of [0, 1]) this.grpcConnections.labels(v === 0 ? 'Proxy' : 'Connect').set(0);
+  }
+
+  /** Feeds the token review gauges from the review limiter. */
+  tokenReviewObserver(): ConcurrencyObserver {
+    return {
+      changed: (running, waiting) => {
+        this.tokenReviewsInFlight.set(running);
+        this.tokenReviewsWaiting.set(waiting);
+      },
+      queued: () => {
+        this.tokenReviewsQueued.inc();
+      },
+    };
   }
 
   packet(segment: ServerSegment, type: number): void {

@@ -119,6 +119,11 @@ export const serverFlags = {
     default: 100,
     help: 'ours: dials one gRPC frontend connection may start per second (burst the same); kube-apiserver opens a connection per dial, so only a client that reuses one meets it. 0: no limit',
   },
+  'max-concurrent-token-reviews': {
+    kind: 'int',
+    default: 32,
+    help: 'ours: TokenReviews in flight to the Kubernetes API at once; agents beyond it wait their turn (a restarted server would otherwise send one per agent at once), and one that hangs up while waiting costs no review. 0: no limit',
+  },
   'idle-connection-timeout': {
     kind: 'duration',
     default: 30_000,
@@ -276,7 +281,12 @@ export function serverConfigFromFlags(
   if (!isValidConnectionWindow(v['connection-window-size'])) {
     throw new FlagError('--connection-window-size must be between 65536 and 1073741824 bytes');
   }
-  for (const l of ['max-pending-dials', 'max-connections-per-agent', 'max-dials-per-second'] as const) {
+  for (const l of [
+    'max-pending-dials',
+    'max-connections-per-agent',
+    'max-dials-per-second',
+    'max-concurrent-token-reviews',
+  ] as const) {
     if (v[l] < 0) throw new FlagError(`--${l} must be >= 0 (0: no limit)`);
   }
   if (v['max-grpc-message-size'] < 64 * 1024)
@@ -414,6 +424,7 @@ export function serverConfigFromFlags(
       maxPendingDials: v['max-pending-dials'],
       maxConnectionsPerAgent: v['max-connections-per-agent'],
       maxDialsPerSecond: v['max-dials-per-second'],
+      maxConcurrentTokenReviews: v['max-concurrent-token-reviews'],
       maxMessageBytes: v['max-grpc-message-size'],
       idleConnectionMs: v['idle-connection-timeout'],
       headerTimeoutMs: v['frontend-header-timeout'],

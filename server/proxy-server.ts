@@ -10,6 +10,7 @@ import type { Logger } from '../common/log.js';
 import { createRegistry } from '../common/metrics.js';
 import { HttpEndpoint, healthRoutes, metricsRoute } from '../common/http-endpoints.js';
 import { listen } from '../common/listen.js';
+import { ConcurrencyLimit } from '../common/concurrency-limit.js';
 import type { TlsFiles } from '../common/tls.js';
 import { DEFAULT_TLS_POLICY, tlsPolicyOptions, type TlsPolicy } from '../common/tls-policy.js';
 import { TlsReloader } from '../common/tls-reload.js';
@@ -92,6 +93,8 @@ export interface ServerLimits {
   maxPendingDials: number;
   maxConnectionsPerAgent: number;
   maxDialsPerSecond: number;
+  /** TokenReviews in flight at once (agents beyond it queue); 0: no limit. */
+  maxConcurrentTokenReviews: number;
   /** Largest gRPC message accepted from frontends and agents. */
   maxMessageBytes: number;
   /** A gRPC connection without a stream for this long is closed; 0: never. */
@@ -119,6 +122,7 @@ export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
 /** gRPC's usual default (grpc-js, grpc-go), stated so both sides agree. */
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT = 10_000;
+const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
 
 export class ProxyServer {
   readonly metrics: ServerMetrics;
@@ -198,6 +202,9 @@ export class ProxyServer {
         http1: (socket) => {
           this.agentWebSocket.accept(socket);
         },
+        onSecureConnection: (socket) => {
+          this.metrics.agentTlsHandshakes.labels(socket.isSessionReused() ? 'true' : 'false').inc();
+        },
       },
       this.log.child({ part: 'agent-server' }),
     );
@@ -248,7 +255,11 @@ export class ProxyServer {
       if (auth) {
         const reviewer = this.config.tokenReviewer ?? (kube && apiTokenReviewer(kube));
         if (!reviewer) throw new Error('token authentication needs a Kubernetes client');
-        this.agentService.authenticator = new TokenAuthenticator(reviewer, auth.policy);
+        const limit = new ConcurrencyLimit(
+          this.config.limits?.maxConcurrentTokenReviews ?? DEFAULT_MAX_CONCURRENT_REVIEWS,
+          this.metrics.tokenReviewObserver(),
+        );
+        this.agentService.authenticator = new TokenAuthenticator(reviewer, auth.policy, { limit });
         this.log.info({ ...auth.policy }, 'agents must present a ServiceAccount token');
       }
       const bindingLog = this.log.child({ part: 'identity-binding' });
@@ -438,6 +449,7 @@ export class ProxyServer {
     }
     for (const f of this.httpFrontends) f.destroyAll();
     await Promise.all(this.endpoints.map((e) => e.close()));
+    this.agentService.churn.flush();
   }
 }
 

@@ -32,7 +32,8 @@ export class GrpcServerStream implements ServerStream {
     handlers: StreamHandlers,
     tunnel?: net.Socket,
   ) {
-    const target = tunnel
+    // Our own TLS socket, direct or through the proxy's tunnel, so the session is resumed.
+    const target = route.target.tls
       ? {
           ...route.target,
           connection: () =>

@@ -1,11 +1,14 @@
 // Validates a ServiceAccount bearer token with a TokenReview (authentication.k8s.io/v1), the
 // way upstream proxy-server authenticates agents: authenticated, audience, namespace and
 // service account must all match. Positive answers are cached briefly, keyed by a hash of the
-// token, so a reconnect storm does not become a TokenReview storm. For a pod-bound token
+// token, so a reconnect storm does not become a TokenReview storm; agents presenting the same
+// token at once share one review; and at most --max-concurrent-token-reviews are in flight,
+// the rest queued (a restarted server would otherwise send one per agent at once). For a pod-bound token
 // (Kubernetes 1.30+) the review also says which node the pod runs on: that is the agent's
 // node for identity binding (server/identity/).
 import { createHash } from 'node:crypto';
 import type { KubeClient } from './client.js';
+import { ConcurrencyLimit, TaskSkipped } from '../concurrency-limit.js';
 
 export interface TokenPolicy {
   namespace: string;
@@ -57,19 +60,44 @@ export const TokenExtra = {
 } as const;
 
 const SA_PREFIX = 'system:serviceaccount:';
-const CACHE_LIMIT = 10_000;
+const always = (): boolean => true;
+/** Accepted tokens remembered: one per agent of a large cluster, ~200 bytes each. */
+const CACHE_LIMIT = 50_000;
+
+export interface TokenAuthenticatorOptions {
+  /** How long an accepted token is trusted without a new review. */
+  cacheTtlMs?: number;
+  /** Bounds the reviews in flight; without one, no bound. */
+  limit?: ConcurrencyLimit;
+}
+
+/** The reason given to an agent that hung up while its review waited for a slot. */
+export const REVIEW_ABANDONED = 'the agent left before its token review started';
 
 export class TokenAuthenticator {
   private readonly cache = new Map<string, { accepted: ReviewResult & { ok: true }; until: number }>();
+  /**
+   * Reviews in flight or queued, by token hash: an agent with the same token joins the first,
+   * and the review is skipped only when every agent waiting on it has left.
+   */
+  private readonly pending = new Map<string, { result: Promise<ReviewResult>; wanted: (() => boolean)[] }>();
+  private readonly cacheTtlMs: number;
+  private readonly limit: ConcurrencyLimit;
 
   constructor(
     private readonly review: TokenReviewer,
     private readonly policy: TokenPolicy,
-    private readonly cacheTtlMs = 10_000,
-  ) {}
+    options: TokenAuthenticatorOptions = {},
+  ) {
+    this.cacheTtlMs = options.cacheTtlMs ?? 10_000;
+    this.limit = options.limit ?? new ConcurrencyLimit(0);
+  }
 
-  /** `authorization` is the raw metadata value ("Bearer <token>"), possibly undefined. */
-  async authenticate(authorization: string | undefined): Promise<ReviewResult> {
+  /**
+   * `authorization` is the raw metadata value ("Bearer <token>"), possibly undefined.
+   * `wanted` is asked when a queued review's turn comes: false (the agent hung up) skips it.
+   */
+  async authenticate(authorization: string | undefined, wanted?: () => boolean): Promise<ReviewResult> {
     if (!authorization) return { ok: false, reason: 'no authorization metadata' };
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (!match?.[1]) return { ok: false, reason: 'authorization metadata is not "Bearer <token>"' };
@@ -78,11 +106,28 @@ export class TokenAuthenticator {
     const hit = this.cache.get(key);
     if (hit && hit.until > Date.now()) return hit.accepted;
     if (hit) this.cache.delete(key);
+    const joined = this.pending.get(key);
+    if (joined) {
+      joined.wanted.push(wanted ?? always);
+      return joined.result;
+    }
+    const wanters = [wanted ?? always];
+    const result = this.reviewOnce(token, key, () => wanters.some((w) => w()));
+    this.pending.set(key, { result, wanted: wanters });
+    try {
+      return await result;
+    } finally {
+      this.pending.delete(key);
+    }
+  }
 
+  private async reviewOnce(token: string, key: string, wanted: () => boolean): Promise<ReviewResult> {
     let outcome: ReviewOutcome;
     try {
-      outcome = await this.review(token, this.policy.audience ? [this.policy.audience] : []);
+      const audiences = this.policy.audience ? [this.policy.audience] : [];
+      outcome = await this.limit.run(() => this.review(token, audiences), wanted);
     } catch (err) {
+      if (err instanceof TaskSkipped) return { ok: false, reason: REVIEW_ABANDONED };
       return { ok: false, reason: `token review failed: ${(err as Error).message}` };
     }
     const result = this.judge(outcome);

@@ -8,10 +8,15 @@ import type { TunnelBroker } from '../tunnel/broker.js';
 import { Backend, type AgentStream } from './backend.js';
 import { parseConnectionWindow } from '../../proto/flow-control.js';
 import type { BackendManager } from './backend-manager.js';
-import type { TokenAuthenticator, TokenIdentity } from '../../common/kube/token-review.js';
+import {
+  REVIEW_ABANDONED,
+  type TokenAuthenticator,
+  type TokenIdentity,
+} from '../../common/kube/token-review.js';
 import type { IdentityBinding } from '../identity/identity-binding.js';
 import { peerCertificateOf } from '../identity/cert-identity.js';
 import { parseAgentIdentifiers } from '../../proto/agent-identifiers.js';
+import { AgentChurnLog } from './agent-churn-log.js';
 
 /** The extensions this server implements, offered to agents that ask. */
 const SUPPORTED = new Set<string>([Extension.halfClose, Extension.flowControl]);
@@ -28,6 +33,8 @@ export class AgentService {
   authenticator: TokenAuthenticator | undefined;
   /** Binds each agent's identifier claims to its authenticated node (server/identity/). */
   binding: IdentityBinding | undefined;
+  /** Per-agent connect and disconnect lines at debug, a summary at info. */
+  readonly churn: AgentChurnLog;
 
   constructor(
     private readonly broker: TunnelBroker,
@@ -35,7 +42,9 @@ export class AgentService {
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
     private readonly options: AgentServiceOptions,
-  ) {}
+  ) {
+    this.churn = new AgentChurnLog(log, () => backends.size);
+  }
 
   readonly handle = (stream: AgentStream): void => {
     const agentID = stream.header(MetadataKey.agentID) ?? '';
@@ -52,12 +61,14 @@ export class AgentService {
     }
     // Whatever the agent sends meanwhile waits in the stream, for admit() to read.
     stream.pause();
-    void auth.authenticate(stream.header(MetadataKey.authorization)).then((result) => {
+    const wanted = () => !stream.isClosed;
+    void auth.authenticate(stream.header(MetadataKey.authorization), wanted).then((result) => {
       if (result.ok) {
         this.log.debug({ agentID, peer, user: result.user, node: result.node?.name }, 'agent token accepted');
         this.admit(stream, agentID, peer, result);
         return;
       }
+      if (result.reason === REVIEW_ABANDONED) return; // it hung up while queued: nothing to answer
       this.metrics.agentAuthFailures.inc();
       this.log.warn({ agentID, peer, reason: result.reason }, 'agent refused: authentication failed');
       if (stream.isClosed) return;
@@ -98,10 +109,12 @@ export class AgentService {
     this.metrics.grpcConnections.labels('Connect').inc();
     this.binding?.bind(backend, { token, certificate: () => peerCertificateOf(stream) });
     this.backends.add(backend);
-    log.info(
-      { peer, transport: stream.transport, identifiers: identifierText, extensions: [...accepted] },
-      'agent connected',
-    );
+    this.churn.agentJoined(log, {
+      peer,
+      transport: stream.transport,
+      identifiers: identifierText,
+      extensions: [...accepted],
+    });
 
     let gone = false;
     const leave = (reason: string) => {
@@ -111,7 +124,7 @@ export class AgentService {
       this.binding?.release(backend);
       this.metrics.grpcConnections.labels('Connect').dec();
       this.broker.backendGone(backend, reason);
-      log.info({ reason, connections: backend.connections.size }, 'agent disconnected');
+      this.churn.agentLeft(log, reason, { connections: backend.connections.size });
       if (!stream.writableEnded) stream.end();
     };
     stream.onPacket = (p) => {

@@ -1,6 +1,7 @@
 // The connected agents and the choice of one for a dial through the --proxy-strategies chain.
-// destHost lookups go through an index (host or IP → agents), so a dial costs the same with
-// ten agents or ten thousand; only agents with cidr identifiers are scanned.
+// destHost lookups go through an index (host or IP → agents), and default/defaultRoute pick
+// from a large pool by two random choices, so a dial costs the same with ten agents or ten
+// thousand; only agents with cidr identifiers are scanned.
 import net from 'node:net';
 import { canonicalIp, type AgentIdentifiers } from '../../proto/agent-identifiers.js';
 import type { Backend } from './backend.js';
@@ -11,11 +12,11 @@ export type PickResult =
   { ok: true; backend: Backend; strategy: ProxyStrategy } | { ok: false; reason: string };
 
 export class BackendManager {
-  private readonly backends = new Set<Backend>();
+  private readonly backends = new BackendPool();
   /** host name or canonical IP → agents that declared it. */
   private readonly byHost = new Map<string, Set<Backend>>();
   private readonly withCidrs = new Set<Backend>();
-  private readonly defaultRoute = new Set<Backend>();
+  private readonly defaultRoute = new BackendPool();
   /** Agents that sent DRAIN, so readiness and the gauge need no scan of every agent. */
   private readonly draining = new Set<Backend>();
 
@@ -83,7 +84,11 @@ export class BackendManager {
     for (const strategy of this.strategies) {
       // A draining agent serves only when the strategy has no other: it still answers dials
       // until it exits, and upstream servers route to it regardless.
-      const backend = leastLoaded(this.candidates(strategy, host));
+      const candidates = this.candidates(strategy, host);
+      const backend =
+        candidates instanceof BackendPool && candidates.size > SCAN_LIMIT
+          ? twoChoices(candidates)
+          : leastLoaded(candidates);
       if (backend) {
         this.metrics.strategyDials.labels(strategy).inc();
         return { ok: true, backend, strategy };
@@ -98,7 +103,7 @@ export class BackendManager {
     return { ok: false, reason };
   }
 
-  private candidates(strategy: ProxyStrategy, host: string): Iterable<Backend> {
+  private candidates(strategy: ProxyStrategy, host: string): Iterable<Backend> | BackendPool {
     switch (strategy) {
       case 'default':
         return this.backends;
@@ -132,13 +137,40 @@ export class BackendManager {
   }
 
   list(): Backend[] {
-    return [...this.backends];
+    return this.backends.toArray();
   }
 
   private updateGauges(): void {
     this.metrics.readyBackends.set(this.backends.size);
     this.metrics.drainingBackends.set(this.draining.size);
   }
+}
+
+/** Pools up to this size are scanned for the least loaded agent; larger ones are sampled. */
+const SCAN_LIMIT = 16;
+/** Random draws to find two live agents in a large pool before scanning it after all. */
+const MAX_DRAWS = 16;
+
+/**
+ * The less loaded of two live agents drawn at random ("power of two choices": close to the
+ * least loaded of all, at a constant cost). A pool that is mostly draining or closed is scanned.
+ */
+function twoChoices(pool: BackendPool): Backend | undefined {
+  let first: Backend | undefined;
+  for (let draw = 0; draw < MAX_DRAWS; draw++) {
+    const b = pool.sample();
+    if (!b || b.closed || b.draining || b === first) continue;
+    if (!first) {
+      first = b;
+      continue;
+    }
+    return loadOf(b) < loadOf(first) ? b : first;
+  }
+  return first ?? leastLoaded(pool);
+}
+
+function loadOf(b: Backend): number {
+  return b.connections.size + b.pendingDials;
 }
 
 /**
@@ -161,7 +193,7 @@ class LoadPick {
   private ties = 0;
 
   offer(b: Backend): void {
-    const load = b.connections.size + b.pendingDials;
+    const load = loadOf(b);
     if (load < this.bestLoad) {
       this.best = b;
       this.bestLoad = load;
@@ -169,5 +201,50 @@ class LoadPick {
     } else if (load === this.bestLoad && Math.random() * ++this.ties < 1) {
       this.best = b; // reservoir sampling: each tied agent equally likely
     }
+  }
+}
+
+/** A set of agents with a uniform random draw in O(1): an array and each member's position. */
+class BackendPool implements Iterable<Backend> {
+  private readonly items: Backend[] = [];
+  private readonly position = new Map<Backend, number>();
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  has(b: Backend): boolean {
+    return this.position.has(b);
+  }
+
+  add(b: Backend): void {
+    if (this.position.has(b)) return;
+    this.position.set(b, this.items.length);
+    this.items.push(b);
+  }
+
+  /** Swaps the last member into the removed one's place. */
+  delete(b: Backend): boolean {
+    const at = this.position.get(b);
+    if (at === undefined) return false;
+    const last = this.items.pop();
+    this.position.delete(b);
+    if (last && last !== b) {
+      this.items[at] = last;
+      this.position.set(last, at);
+    }
+    return true;
+  }
+
+  sample(): Backend | undefined {
+    return this.items[Math.floor(Math.random() * this.items.length)];
+  }
+
+  toArray(): Backend[] {
+    return [...this.items];
+  }
+
+  [Symbol.iterator](): Iterator<Backend> {
+    return this.items[Symbol.iterator]();
   }
 }

@@ -8,6 +8,7 @@ import { GrpcFramingError, MessageDeframer } from '../../proto/grpc-framing.js';
 import { encodeGrpcMessage, GrpcStatus, headerValue } from '../../proto/grpc-status.js';
 import type { GatedStream } from '../../common/stream-gate.js';
 import type { Http2LinkTuner } from '../../common/http2-link-tuner.js';
+import type { ReadActivity } from './keepalive.js';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -25,6 +26,8 @@ export class GrpcServerCall implements GatedStream {
   onClose: (reason: string, failed: boolean) => void = () => undefined;
   /** The connection's window tuner, on listeners that grow windows (the agent port). */
   link: Http2LinkTuner | undefined;
+  /** Bumped on every read, so the connection's keepalive knows it is alive (./keepalive.ts). */
+  activity: ReadActivity | undefined;
   private readonly deframer: MessageDeframer;
   private headersSent = false;
   /** Our side is finished: a status was sent or the stream is gone. */
@@ -158,6 +161,7 @@ export class GrpcServerCall implements GatedStream {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.activity) this.activity.reads++;
     if (this.ended) return; // a failed call drops what still arrives
     try {
       this.deframer.push(chunk, (message, framed) => {

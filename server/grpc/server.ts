@@ -13,6 +13,7 @@ import type { Logger } from '../../common/log.js';
 import { GrpcStatus } from '../../proto/grpc-status.js';
 import { GrpcServerCall } from './call.js';
 import { Http2LinkTuner } from '../../common/http2-link-tuner.js';
+import { KeepaliveSweeper, type ReadActivity } from './keepalive.js';
 
 export type GrpcHandler = (call: GrpcServerCall) => void;
 
@@ -22,7 +23,7 @@ export interface GrpcServerOptions {
   /** Grow the windows with the link's bandwidth-delay product up to this (common/http2-link-tuner). */
   maxWindowBytes?: number;
   maxMessageBytes: number;
-  /** Ping every connection this often; 0: never. */
+  /** Ping a connection on which nothing arrived for this long; 0: never. */
   keepaliveTimeMs: number;
   /** A ping not answered in this long closes the connection. */
   keepaliveTimeoutMs: number;
@@ -33,6 +34,8 @@ export interface GrpcServerOptions {
    * WebSocket upgrade); without it they get Node's "403 Missing ALPN Protocol".
    */
   http1?: ((socket: TLSSocket) => void) | undefined;
+  /** Every completed TLS handshake (the agent port counts resumed ones). */
+  onSecureConnection?: ((socket: TLSSocket) => void) | undefined;
 }
 
 export interface TlsListenOptions extends SecureContextOptions {
@@ -48,13 +51,23 @@ export class GrpcServer {
   private readonly listeners: (http2.Http2Server | http2.Http2SecureServer)[] = [];
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly links = new WeakMap<http2.Http2Session, Http2LinkTuner>();
+  private readonly activity = new WeakMap<http2.Http2Session, ReadActivity>();
+  private readonly keepalive: KeepaliveSweeper;
   private accepting = true;
 
   constructor(
     private readonly routes: Readonly<Record<string, GrpcHandler>>,
     private readonly options: GrpcServerOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.keepalive = new KeepaliveSweeper({
+      intervalMs: options.keepaliveTimeMs,
+      timeoutMs: options.keepaliveTimeoutMs,
+      onTimeout: (timeoutMs) => {
+        this.log.info({ timeoutMs }, 'keepalive ping not answered: closing the connection');
+      },
+    });
+  }
 
   /** Plain HTTP/2 on a Unix socket (kube-apiserver's egress over UDS). */
   async listenUds(path: string, deleteExisting: boolean, mode?: number): Promise<void> {
@@ -81,6 +94,7 @@ export class GrpcServer {
     server.on('secureConnection', (socket: TLSSocket) => {
       // An error on a TLS socket must be handled by the server's user (nodejs/node#35824).
       socket.on('error', (err: Error) => this.log.debug({ error: err.message }, 'TLS connection error'));
+      this.options.onSecureConnection?.(socket);
     });
     server.on('tlsClientError', (err: Error) => {
       this.log.info({ error: err.message }, 'TLS handshake with client failed');
@@ -124,7 +138,7 @@ export class GrpcServer {
     this.listeners.push(server);
   }
 
-  /** Per connection: windows, keepalive pings, the idle timer, and our list for shutdown. */
+  /** Per connection: windows, keepalive, the idle timer, and our list for shutdown. */
   private watch(session: http2.ServerHttp2Session): void {
     if (session.destroyed) return; // its socket failed at once: nothing to watch
     if (!this.accepting) {
@@ -142,11 +156,7 @@ export class GrpcServer {
       );
     }
 
-    let keepalive: NodeJS.Timeout | undefined;
-    if (this.options.keepaliveTimeMs > 0) {
-      keepalive = setInterval(() => this.ping(session), this.options.keepaliveTimeMs);
-      keepalive.unref();
-    }
+    this.activity.set(session, this.keepalive.watch(session));
     let idle: NodeJS.Timeout | undefined;
     let streams = 0;
     const idleMs = this.options.idleConnectionMs;
@@ -166,22 +176,10 @@ export class GrpcServer {
       });
     });
     session.once('close', () => {
-      clearInterval(keepalive);
+      this.keepalive.forget(session);
       clearTimeout(idle);
       this.sessions.delete(session);
     });
-  }
-
-  private ping(session: http2.ServerHttp2Session): void {
-    // 'close' comes a tick after destroy(): a ping in between would throw.
-    if (session.destroyed || session.closed) return;
-    const timeoutMs = this.options.keepaliveTimeoutMs;
-    const timer = setTimeout(() => {
-      this.log.info({ timeoutMs }, 'keepalive ping not answered: closing the connection');
-      session.destroy();
-    }, timeoutMs);
-    timer.unref();
-    if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
   }
 
   private closeGracefully(session: http2.ServerHttp2Session): void {
@@ -211,6 +209,7 @@ export class GrpcServer {
     const host = address?.includes(':') ? `[${address}]` : address;
     const peer = host ? `${host}:${String(socket?.remotePort)}` : 'unix';
     const call = new GrpcServerCall(stream, headers, peer, this.options.maxMessageBytes);
+    call.activity = stream.session && this.activity.get(stream.session);
     const link = stream.session && this.links.get(stream.session);
     if (link) {
       link.watch(stream);

@@ -114,6 +114,7 @@ describe('identity binding', () => {
     const c = await startCluster('http-connect', 'uds', {
       agents: 0,
       serverArgs: [
+        '--v=2', // per-agent connect lines are at debug
         ...(kube ? [`--kubeconfig=${kubeconfig}`] : []),
         ...(tokens
           ? [

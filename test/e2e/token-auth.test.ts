@@ -58,6 +58,7 @@ for (const agentTransport of AGENT_TRANSPORTS) {
         agents: 0,
         agentTransport,
         serverArgs: [
+          '--v=2', // per-agent connect lines are at debug
           '--agent-namespace=kube-system',
           '--agent-service-account=konnectivity-agent',
           `--authentication-audience=${AUDIENCE}`,

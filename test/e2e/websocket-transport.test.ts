@@ -98,7 +98,11 @@ describe('the agent port over HTTP/1.1', () => {
 
   before(async () => {
     target = await new LabTarget('lab').start();
-    cluster = await startCluster('http-connect', 'uds', { agentTransport: 'websocket', agents: 0 });
+    cluster = await startCluster('http-connect', 'uds', {
+      agentTransport: 'websocket',
+      agents: 0,
+      serverArgs: ['--v=2'], // per-agent connect lines are at debug
+    });
     wsAgentProc = await cluster.startAgent(['--agent-id=ws-agent']);
     await waitMetric(cluster.server.adminPort, READY, 1);
     pki = cluster.pki;

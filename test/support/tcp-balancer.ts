@@ -51,6 +51,11 @@ export class TcpBalancer {
     return this;
   }
 
+  /** Breaks every connection through the balancer; it goes on accepting new ones. */
+  cutAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));

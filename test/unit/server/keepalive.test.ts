@@ -1,0 +1,107 @@
+// The keepalive sweeper against real HTTP/2 connections on loopback, its clock driven by the
+// test: pings only connections that were quiet for a whole interval.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { KeepaliveSweeper } from '../../../server/grpc/keepalive.js';
+import { waitFor } from '../../support/wait.js';
+
+const INTERVAL = 1_000_000; // the sweeper's own timer never fires during the test
+
+describe('KeepaliveSweeper', () => {
+  let server: http2.Http2Server;
+  const serverSessions: http2.ServerHttp2Session[] = [];
+  const clients: http2.ClientHttp2Session[] = [];
+
+  before(async () => {
+    server = http2.createServer();
+    server.on('session', (s) => serverSessions.push(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    for (const c of clients) c.destroy();
+    for (const s of serverSessions) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  /** A client connection and the server's side of it; counts the PINGs the client receives. */
+  async function connection() {
+    const before = serverSessions.length;
+    const client = http2.connect(`http://127.0.0.1:${String((server.address() as AddressInfo).port)}`);
+    clients.push(client);
+    const pings = { received: 0 };
+    client.on('ping', () => pings.received++);
+    await waitFor('server session', () => serverSessions.length > before || undefined);
+    const session = serverSessions[before];
+    assert.ok(session);
+    return { client, session, pings };
+  }
+
+  it('pings a connection quiet for a whole interval, not one that read meanwhile', async () => {
+    let now = 0;
+    const timeouts: number[] = [];
+    const sweeper = new KeepaliveSweeper(
+      { intervalMs: INTERVAL, timeoutMs: 500, onTimeout: (ms) => timeouts.push(ms) },
+      () => now,
+    );
+    const quiet = await connection();
+    const busy = await connection();
+    sweeper.watch(quiet.session);
+    const busyReads = sweeper.watch(busy.session);
+    assert.equal(sweeper.size, 2);
+
+    now = INTERVAL - 1;
+    sweeper.sweep();
+    busyReads.reads++; // data arrived on the busy connection since
+    now = INTERVAL;
+    sweeper.sweep();
+    assert.equal(sweeper.pingsOutstanding, 1);
+    await waitFor('quiet connection pinged', () => quiet.pings.received === 1 || undefined);
+    await waitFor('ping answered', () => sweeper.pingsOutstanding === 0 || undefined);
+    assert.equal(busy.pings.received, 0, 'a connection that is reading is not pinged');
+
+    // The answer came back: no second ping, no timeout, until another quiet interval passes.
+    now = INTERVAL + 400;
+    sweeper.sweep();
+    now = INTERVAL + 600;
+    sweeper.sweep();
+    assert.deepEqual(timeouts, []);
+    assert.equal(quiet.pings.received, 1);
+    assert.equal(quiet.session.destroyed, false);
+
+    sweeper.forget(quiet.session);
+    sweeper.forget(busy.session);
+    assert.equal(sweeper.size, 0);
+  });
+
+  it('destroys a connection whose ping is not answered within the timeout', async () => {
+    let now = 0;
+    const timeouts: number[] = [];
+    const sweeper = new KeepaliveSweeper(
+      { intervalMs: INTERVAL, timeoutMs: 500, onTimeout: (ms) => timeouts.push(ms) },
+      () => now,
+    );
+    const c = await connection();
+    sweeper.watch(c.session);
+    // The sweeps below run in one go: the answer cannot arrive in between.
+    now = INTERVAL;
+    sweeper.sweep();
+    assert.equal(sweeper.pingsOutstanding, 1);
+    now = INTERVAL + 499;
+    sweeper.sweep();
+    assert.equal(c.session.destroyed, false);
+    now = INTERVAL + 500;
+    sweeper.sweep();
+    assert.deepEqual(timeouts, [500]);
+    assert.equal(c.session.destroyed, true);
+    assert.equal(sweeper.size, 0);
+  });
+
+  it('watches nothing with an interval of 0', async () => {
+    const sweeper = new KeepaliveSweeper({ intervalMs: 0, timeoutMs: 500, onTimeout: () => undefined });
+    const c = await connection();
+    sweeper.watch(c.session);
+    assert.equal(sweeper.size, 0);
+  });
+});
