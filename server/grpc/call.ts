@@ -8,7 +8,7 @@ import { GrpcFramingError, MessageDeframer } from '../../proto/grpc-framing.js';
 import { encodeGrpcMessage, GrpcStatus, headerValue } from '../../proto/grpc-status.js';
 import type { GatedStream } from '../../common/stream-gate.js';
 import type { Http2LinkTuner } from '../../common/http2-link-tuner.js';
-import type { ReadActivity } from './keepalive.js';
+import type { ReadActivity } from '../keepalive.js';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -26,7 +26,7 @@ export class GrpcServerCall implements GatedStream {
   onClose: (reason: string, failed: boolean) => void = () => undefined;
   /** The connection's window tuner, on listeners that grow windows (the agent port). */
   link: Http2LinkTuner | undefined;
-  /** Bumped on every read, so the connection's keepalive knows it is alive (./keepalive.ts). */
+  /** Bumped on every read, so the connection's keepalive knows it is alive (server/keepalive.ts). */
   activity: ReadActivity | undefined;
   private readonly deframer: MessageDeframer;
   private headersSent = false;

@@ -13,7 +13,7 @@ import type { Logger } from '../../common/log.js';
 import { GrpcStatus } from '../../proto/grpc-status.js';
 import { GrpcServerCall } from './call.js';
 import { Http2LinkTuner } from '../../common/http2-link-tuner.js';
-import { KeepaliveSweeper, type ReadActivity } from './keepalive.js';
+import { http2Target, KeepaliveSweeper, type ReadActivity } from '../keepalive.js';
 
 export type GrpcHandler = (call: GrpcServerCall) => void;
 
@@ -63,9 +63,6 @@ export class GrpcServer {
     this.keepalive = new KeepaliveSweeper({
       intervalMs: options.keepaliveTimeMs,
       timeoutMs: options.keepaliveTimeoutMs,
-      onTimeout: (timeoutMs) => {
-        this.log.info({ timeoutMs }, 'keepalive ping not answered: closing the connection');
-      },
     });
   }
 
@@ -156,7 +153,10 @@ export class GrpcServer {
       );
     }
 
-    this.activity.set(session, this.keepalive.watch(session));
+    const target = http2Target(session, (timeoutMs) => {
+      this.log.info({ timeoutMs }, 'keepalive ping not answered: closing the connection');
+    });
+    this.activity.set(session, this.keepalive.watch(session, target));
     let idle: NodeJS.Timeout | undefined;
     let streams = 0;
     const idleMs = this.options.idleConnectionMs;

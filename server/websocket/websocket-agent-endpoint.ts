@@ -11,8 +11,13 @@ import { AGENT_WEBSOCKET_PATH, MESSAGE_PREFIX_BYTES } from '../../proto/websocke
 import type { Logger } from '../../common/log.js';
 import type { AgentStream } from '../backend/agent-stream.js';
 import { WebSocketAgentStream, type WebSocketStreamOptions } from './websocket-agent-stream.js';
+import { KeepaliveSweeper } from '../keepalive.js';
 
-export interface WebSocketEndpointOptions extends WebSocketStreamOptions {
+export interface WebSocketEndpointOptions {
+  /** Ping an agent on which nothing arrived for this long; 0: never. */
+  keepaliveTimeMs: number;
+  /** A ping not answered in this long closes the stream. */
+  keepaliveTimeoutMs: number;
   /** Largest message (packet) accepted from an agent; a larger one closes the stream (1009). */
   maxMessageBytes: number;
   /** A request head must be complete within this. */
@@ -53,12 +58,19 @@ export class WebSocketAgentEndpoint {
   private readonly streams = new Set<WebSocketAgentStream>();
   private readonly sockets = new Set<Duplex>();
   private accepting = true;
+  private readonly streamOptions: WebSocketStreamOptions;
 
   constructor(
     private readonly handler: (stream: AgentStream) => void,
     private readonly options: WebSocketEndpointOptions,
     private readonly log: Logger,
   ) {
+    this.streamOptions = {
+      keepalive: new KeepaliveSweeper({
+        intervalMs: options.keepaliveTimeMs,
+        timeoutMs: options.keepaliveTimeoutMs,
+      }),
+    };
     this.http1 = http.createServer({ maxHeaderSize: 16 * 1024 });
     // An idle connection, or a request head dribbled in, is closed (the socket timeout is
     // lifted once an upgrade request is complete).
@@ -161,7 +173,7 @@ export class WebSocketAgentEndpoint {
       req.socket,
       peerOf(req.socket),
       done,
-      this.options,
+      this.streamOptions,
       this.log,
     );
     this.pending.set(req, stream);

@@ -11,15 +11,14 @@ import { CloseCode, closeReason, messagePacket, packetMessage } from '../../prot
 import type { Logger } from '../../common/log.js';
 import type { AgentLinkStats, AgentStream } from '../backend/agent-stream.js';
 import { closeCodeForGrpc, httpStatusForGrpc } from './refusals.js';
+import type { KeepaliveSweeper, ReadActivity } from '../keepalive.js';
 
 /** Settles the pending upgrade: 101 with the response headers, or an HTTP refusal. */
 export type UpgradeDecision = (accepted: boolean, status?: number, message?: string) => void;
 
 export interface WebSocketStreamOptions {
-  /** Ping the agent this often; 0: never (a measuring ping is still sent once). */
-  keepaliveTimeMs: number;
-  /** A ping not answered in this long closes the stream. */
-  keepaliveTimeoutMs: number;
+  /** The endpoint's one keepalive timer for all its streams (pings only quiet ones). */
+  keepalive: KeepaliveSweeper;
 }
 
 const SEND_OPTIONS = { binary: true, compress: false, fin: true } as const;
@@ -44,8 +43,10 @@ export class WebSocketAgentStream implements AgentStream {
   private endReason: { text: string; failed: boolean } | undefined;
   private readonly stats: { rttMs: number | undefined } = { rttMs: undefined };
   private pingSentAt: number | undefined;
-  private pongTimer: NodeJS.Timeout | undefined;
-  private keepalive: NodeJS.Timeout | undefined;
+  /** Set when a pong arrives: the keepalive sweeper's or none for the first measuring ping. */
+  private pongAnswered: (() => void) | undefined;
+  /** Bumped per message, so the sweeper pings only a quiet agent. */
+  private activity: ReadActivity | undefined;
   private goneListeners: (() => void)[] = [];
 
   constructor(
@@ -114,13 +115,14 @@ export class WebSocketAgentStream implements AgentStream {
       const failed = code !== CloseCode.normal && code !== CloseCode.goingAway;
       this.gone(this.endReason ?? { text: `WebSocket closed (${code}${text})`, failed });
     });
-    this.ping();
-    if (this.options.keepaliveTimeMs > 0) {
-      this.keepalive = setInterval(() => {
-        this.ping();
-      }, this.options.keepaliveTimeMs);
-      this.keepalive.unref();
-    }
+    this.ping(); // measures the round trip at once, for the agents listing
+    this.activity = this.options.keepalive.watch(this, {
+      ping: (answered) => this.ping(answered),
+      timedOut: (timeoutMs) => {
+        this.log.info({ peer: this.peer, timeoutMs }, 'keepalive ping not answered: closing the WebSocket');
+        this.terminate(`keepalive ping not answered within ${timeoutMs}ms`);
+      },
+    });
   }
 
   write(p: Packet, written?: () => void): boolean {
@@ -169,6 +171,7 @@ export class WebSocketAgentStream implements AgentStream {
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     if (this.ended) return; // a closing stream drops what still arrives
+    if (this.activity) this.activity.reads++;
     if (!isBinary) {
       this.refuse(CloseCode.unsupportedData, 'text message: packets travel as binary messages');
       return;
@@ -197,25 +200,27 @@ export class WebSocketAgentStream implements AgentStream {
     this.gone(this.endReason);
   }
 
-  /** A measuring ping (round trip), which also has to be answered in time (keepalive). */
-  private ping(): void {
+  /** A ping that measures the round trip; `answered` runs when its pong comes. */
+  private ping(answered?: () => void): boolean {
     const ws = this.ws;
-    if (!ws || this.closed || this.pingSentAt !== undefined) return;
-    this.pingSentAt = performance.now();
-    ws.ping();
-    const timeoutMs = this.options.keepaliveTimeoutMs;
-    this.pongTimer = setTimeout(() => {
-      this.log.info({ peer: this.peer, timeoutMs }, 'keepalive ping not answered: closing the WebSocket');
-      this.terminate(`keepalive ping not answered within ${timeoutMs}ms`);
-    }, timeoutMs);
-    this.pongTimer.unref();
+    if (!ws || this.closed) return false;
+    if (this.pingSentAt === undefined) {
+      this.pingSentAt = performance.now();
+      ws.ping();
+    }
+    // A keepalive ping while the first is out waits for the same pong.
+    if (answered) this.pongAnswered = answered;
+    return true;
   }
 
   private readonly onPong = (): void => {
+    if (this.activity) this.activity.reads++;
     if (this.pingSentAt === undefined) return;
     this.stats.rttMs = performance.now() - this.pingSentAt;
     this.pingSentAt = undefined;
-    clearTimeout(this.pongTimer);
+    const answered = this.pongAnswered;
+    this.pongAnswered = undefined;
+    answered?.();
   };
 
   private readonly closedBeforeUpgrade = (): void => {
@@ -228,8 +233,7 @@ export class WebSocketAgentStream implements AgentStream {
     if (this.closed) return;
     this.closed = true;
     this.ended = true;
-    clearInterval(this.keepalive);
-    clearTimeout(this.pongTimer);
+    this.options.keepalive.forget(this);
     this.onClose(why.text, why.failed);
     for (const fn of this.goneListeners) fn();
     this.goneListeners = [];

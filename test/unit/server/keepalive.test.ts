@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { KeepaliveSweeper } from '../../../server/grpc/keepalive.js';
+import { http2Target, KeepaliveSweeper } from '../../../server/keepalive.js';
 import { waitFor } from '../../support/wait.js';
 
 const INTERVAL = 1_000_000; // the sweeper's own timer never fires during the test
@@ -41,14 +41,16 @@ describe('KeepaliveSweeper', () => {
   it('pings a connection quiet for a whole interval, not one that read meanwhile', async () => {
     let now = 0;
     const timeouts: number[] = [];
-    const sweeper = new KeepaliveSweeper(
-      { intervalMs: INTERVAL, timeoutMs: 500, onTimeout: (ms) => timeouts.push(ms) },
-      () => now,
-    );
+    const sweeper = new KeepaliveSweeper({ intervalMs: INTERVAL, timeoutMs: 500 }, () => now);
+    const watch = (s: http2.ServerHttp2Session) =>
+      sweeper.watch(
+        s,
+        http2Target(s, (ms) => timeouts.push(ms)),
+      );
     const quiet = await connection();
     const busy = await connection();
-    sweeper.watch(quiet.session);
-    const busyReads = sweeper.watch(busy.session);
+    watch(quiet.session);
+    const busyReads = watch(busy.session);
     assert.equal(sweeper.size, 2);
 
     now = INTERVAL - 1;
@@ -78,12 +80,14 @@ describe('KeepaliveSweeper', () => {
   it('destroys a connection whose ping is not answered within the timeout', async () => {
     let now = 0;
     const timeouts: number[] = [];
-    const sweeper = new KeepaliveSweeper(
-      { intervalMs: INTERVAL, timeoutMs: 500, onTimeout: (ms) => timeouts.push(ms) },
-      () => now,
-    );
+    const sweeper = new KeepaliveSweeper({ intervalMs: INTERVAL, timeoutMs: 500 }, () => now);
+    const watch = (s: http2.ServerHttp2Session) =>
+      sweeper.watch(
+        s,
+        http2Target(s, (ms) => timeouts.push(ms)),
+      );
     const c = await connection();
-    sweeper.watch(c.session);
+    watch(c.session);
     // The sweeps below run in one go: the answer cannot arrive in between.
     now = INTERVAL;
     sweeper.sweep();
@@ -99,9 +103,12 @@ describe('KeepaliveSweeper', () => {
   });
 
   it('watches nothing with an interval of 0', async () => {
-    const sweeper = new KeepaliveSweeper({ intervalMs: 0, timeoutMs: 500, onTimeout: () => undefined });
+    const sweeper = new KeepaliveSweeper({ intervalMs: 0, timeoutMs: 500 });
     const c = await connection();
-    sweeper.watch(c.session);
+    sweeper.watch(
+      c.session,
+      http2Target(c.session, () => undefined),
+    );
     assert.equal(sweeper.size, 0);
   });
 });

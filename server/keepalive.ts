@@ -1,8 +1,37 @@
 // Keepalive for every connection of a listener from one timer: a connection is pinged only
 // after a whole interval in which nothing arrived on it (gRPC's server keepalive), so agents
 // that are sending anyway cost nothing, and 10,000 idle ones cost one sweep per tick instead
-// of 10,000 interval timers and a timeout timer per ping.
+// of 10,000 interval timers and a timeout timer per ping. HTTP/2 connections and WebSockets
+// both plug in as a KeepaliveTarget.
 import type http2 from 'node:http2';
+
+/** A connection the sweeper can ping and give up on. */
+export interface KeepaliveTarget {
+  /** Sends a ping; `answered` runs when its answer arrives. False: it could not be sent. */
+  ping(answered: () => void): boolean;
+  /** Its ping went unanswered for `timeoutMs`: close it. */
+  timedOut(timeoutMs: number): void;
+}
+
+/** An HTTP/2 connection as a KeepaliveTarget. */
+export function http2Target(
+  session: http2.Http2Session,
+  onTimeout: (timeoutMs: number) => void,
+): KeepaliveTarget {
+  return {
+    ping: (answered) => {
+      // 'close' comes a tick after destroy(): a ping in between would throw.
+      if (session.destroyed || session.closed) return false;
+      return session.ping(() => {
+        answered();
+      });
+    },
+    timedOut: (timeoutMs) => {
+      onTimeout(timeoutMs);
+      session.destroy();
+    },
+  };
+}
 
 /** What a connection's calls bump for each chunk they read: a counter, no clock read. */
 export interface ReadActivity {
@@ -10,6 +39,7 @@ export interface ReadActivity {
 }
 
 interface Watched {
+  target: KeepaliveTarget;
   activity: ReadActivity;
   /** `activity.reads` at the last sweep. */
   seen: number;
@@ -24,8 +54,6 @@ export interface KeepaliveOptions {
   intervalMs: number;
   /** A ping not answered in this long closes the connection. */
   timeoutMs: number;
-  /** Called for a connection whose ping went unanswered, before it is destroyed. */
-  onTimeout: (timeoutMs: number) => void;
 }
 
 /** Sweeps often enough to be late by at most an eighth of the interval (and at most 2 s). */
@@ -34,7 +62,7 @@ function tickFor(intervalMs: number): number {
 }
 
 export class KeepaliveSweeper {
-  private readonly watched = new Map<http2.Http2Session, Watched>();
+  private readonly watched = new Map<object, Watched>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -42,11 +70,11 @@ export class KeepaliveSweeper {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Starts watching `session`; returns the counter its calls bump on reads. */
-  watch(session: http2.Http2Session): ReadActivity {
+  /** Starts watching a connection, known by `key`; returns the counter its reads bump. */
+  watch(key: object, target: KeepaliveTarget): ReadActivity {
     const activity: ReadActivity = { reads: 0 };
     if (this.options.intervalMs <= 0) return activity;
-    this.watched.set(session, { activity, seen: 0, quietSince: this.now(), pingSentAt: 0 });
+    this.watched.set(key, { target, activity, seen: 0, quietSince: this.now(), pingSentAt: 0 });
     if (!this.timer) {
       this.timer = setInterval(() => {
         this.sweep();
@@ -56,8 +84,8 @@ export class KeepaliveSweeper {
     return activity;
   }
 
-  forget(session: http2.Http2Session): void {
-    this.watched.delete(session);
+  forget(key: object): void {
+    this.watched.delete(key);
     if (this.watched.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
@@ -79,7 +107,7 @@ export class KeepaliveSweeper {
   sweep(): void {
     const now = this.now();
     const { intervalMs, timeoutMs } = this.options;
-    for (const [session, w] of this.watched) {
+    for (const [key, w] of this.watched) {
       if (w.activity.reads !== w.seen) {
         w.seen = w.activity.reads;
         w.quietSince = now;
@@ -87,23 +115,20 @@ export class KeepaliveSweeper {
       }
       if (w.pingSentAt > 0) {
         if (now - w.pingSentAt < timeoutMs) continue;
-        this.forget(session);
-        this.options.onTimeout(timeoutMs);
-        session.destroy();
+        this.forget(key);
+        w.target.timedOut(timeoutMs);
         continue;
       }
-      if (now - w.quietSince >= intervalMs) this.ping(session, w, now);
+      if (now - w.quietSince >= intervalMs) this.ping(w, now);
     }
   }
 
-  private ping(session: http2.Http2Session, w: Watched, now: number): void {
-    // 'close' comes a tick after destroy(): a ping in between would throw.
-    if (session.destroyed || session.closed) return;
+  private ping(w: Watched, now: number): void {
     w.pingSentAt = now;
-    const sent = session.ping(() => {
+    const sent = w.target.ping(() => {
       w.pingSentAt = 0;
       w.quietSince = this.now();
     });
-    if (!sent) w.pingSentAt = 0; // too many pings outstanding: nghttp2 refused this one
+    if (!sent) w.pingSentAt = 0; // closing, or too many pings outstanding
   }
 }
