@@ -67,7 +67,11 @@ export const agentFlags = {
   'health-server-port': { kind: 'int', default: 8093, help: 'port for /healthz, /readyz and /metrics' },
   'admin-server-port': { kind: 'int', default: 8094, help: 'port for /metrics' },
   'admin-bind-address': { kind: 'string', default: '127.0.0.1', help: 'bind address of the admin port' },
-  'sync-interval': { kind: 'duration', default: 1000, help: 'initial interval between connection attempts' },
+  'sync-interval': {
+    kind: 'duration',
+    default: 1000,
+    help: 'initial interval between connection attempts; a retry waits a random time within the interval (full jitter, so agents that lost a server together do not return together), and the interval grows 1.5x per failure',
+  },
   'sync-interval-cap': {
     kind: 'duration',
     default: 10_000,

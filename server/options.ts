@@ -72,12 +72,12 @@ export const serverFlags = {
   'keepalive-time': {
     kind: 'duration',
     default: 15_000,
-    help: 'ours: gRPC keepalive ping interval towards agents, so a dead agent is noticed in seconds (upstream 1h)',
+    help: 'ours: ping an agent connection on which nothing arrived for this long (one sweep for all agents; a busy agent is never pinged), so a dead agent is noticed in seconds (upstream 1h)',
   },
   'frontend-keepalive-time': {
     kind: 'duration',
     default: 15_000,
-    help: 'ours: keepalive interval towards frontend clients (upstream 1h)',
+    help: 'ours: ping a frontend connection on which nothing arrived for this long (upstream 1h)',
   },
   'backend-dial-timeout': {
     kind: 'duration',

@@ -14,7 +14,12 @@ import {
   readRssKiB,
 } from '../../../bench/scale/proc-stats.js';
 import { flagInHelp } from '../../../bench/scale/server-help.js';
-import { agentPortOf } from '../../../bench/scale/server-under-test.js';
+import {
+  agentPortOf,
+  logMessageOf,
+  messagesBetween,
+  UNSTRUCTURED,
+} from '../../../bench/scale/server-under-test.js';
 import { failureReason, splitTargetAddress } from '../../../bench/scale/sim-agent.js';
 import { shareOut, totalsDelta, type SwarmTotals } from '../../../bench/scale/swarm.js';
 import { TokenReviewCounter } from '../../../bench/scale/token-review-counter.js';
@@ -135,10 +140,11 @@ describe('bench:scale /proc readings', () => {
 describe('bench:scale limits', () => {
   it('refuses agents whose 2N + 100 descriptors exceed ulimit -n, saying how many fit', () => {
     assert.equal(fdLimitProblem(5000, 20_000), undefined);
-    assert.equal(fdLimitProblem(9950, 20_000), undefined);
-    const problem = fdLimitProblem(10_000, 20_000);
-    assert.match(problem ?? '', /--agents 10000 needs about 20100 open files .* ulimit -n is 20000/);
-    assert.match(problem ?? '', /at most 9950 agents/);
+    assert.equal(fdLimitProblem(10_000, 20_000), undefined);
+    assert.equal(fdLimitProblem(19_800, 20_000), undefined);
+    const problem = fdLimitProblem(19_801, 20_000);
+    assert.match(problem ?? '', /--agents 19801 needs about 20001 open files .* ulimit -n is 20000/);
+    assert.match(problem ?? '', /at most 19800 agents/);
   });
 
   it('notes a loopback backlog below 10000 only', () => {
@@ -237,6 +243,22 @@ describe('bench:scale server process', () => {
     assert.equal(agentPortOf('{"level":30,"msg":"proxy-server started","agentPort":40123}'), 40123);
     assert.equal(agentPortOf('{"msg":"proxy-server started"}'), undefined);
     assert.equal(agentPortOf('proxy-server started'), undefined);
+  });
+
+  it('counts log lines by message, escaped quotes included', () => {
+    assert.equal(logMessageOf('{"level":30,"agentID":"a","msg":"agent connected"}'), 'agent connected');
+    assert.equal(logMessageOf('{"msg":"say \\"hi\\"","x":1}'), 'say "hi"');
+    assert.equal(logMessageOf('node:internal/process: Warning'), UNSTRUCTURED);
+    const before = new Map([['listening', 4]]);
+    const after = new Map([
+      ['listening', 4],
+      ['agent connected', 1000],
+      ['agents connected (summary)', 2],
+    ]);
+    assert.deepEqual(messagesBetween(before, after), [
+      ['agent connected', 1000],
+      ['agents connected (summary)', 2],
+    ]);
   });
 
   it("finds a flag's default in --help, in our layout and in Go's pflag layout", () => {

@@ -1,0 +1,184 @@
+// The figures of one bench:scale run (written as JSON under bench/results/) and the table
+// printed from them.
+import type { DialFigures } from './sequential-dials.js';
+import type { ConnectWait, SwarmTotals } from './swarm.js';
+
+/** What the simulated agents went through in a connect phase. */
+export interface LoadFigures {
+  swarm: SwarmTotals;
+  /**
+   * CPU seconds of the bench process (the swarm's workers, mostly) meanwhile: on a small
+   * machine the load generator competes with the server for the same cores.
+   */
+  loadCpuSeconds: number;
+}
+
+export interface ColdFigures extends ConnectWait, LoadFigures {
+  serverCpuSeconds: number;
+  /** Server CPU per successful agent connect in the phase. */
+  cpuMsPerConnect: number;
+}
+
+export interface MemoryFigures {
+  beforeKiB: number;
+  afterConnectKiB: number;
+  /** After the idle window, when the idle phase ran: what the table shows then. */
+  afterIdleKiB?: number;
+  kibPerAgent: number;
+}
+
+export interface IdleFigures {
+  seconds: number;
+  cpuSeconds: number;
+  /** Of one core. */
+  cpuPercent: number;
+  /** Agent connects during the window (0 when nothing dropped). */
+  reconnects: number;
+  logLines: number;
+  /** The most frequent log messages of the window, with their line counts. */
+  logMessages: [message: string, lines: number][];
+}
+
+export interface RestartFigures extends ConnectWait, LoadFigures {
+  /** From kill -9 until the new server logged that it started. */
+  serverStartSeconds: number;
+  /** Lines the new server wrote from its start until 2 s after all agents were back. */
+  logLines: number;
+  /** The most frequent of them, with their line counts. */
+  logMessages: [message: string, lines: number][];
+}
+
+export interface AuthFigures extends RestartFigures {
+  reviews: number;
+  peakConcurrentReviews: number;
+  /** The limit the server was given or applies by default, as text ("none" without one). */
+  reviewLimit: string;
+}
+
+export interface ScaleResult {
+  when: string;
+  node: string;
+  agents: number;
+  workers: number;
+  serverBin: string;
+  serverArgs: string[];
+  idleSeconds: number;
+  dialsPerPhase: number;
+  reviewLatencyMs: number;
+  netdevMaxBacklog: number | undefined;
+  kernelTuned: boolean;
+  cold?: ColdFigures;
+  memory?: MemoryFigures;
+  idle?: IdleFigures;
+  dials?: { withAgents?: DialFigures; oneAgent?: DialFigures };
+  restart?: RestartFigures;
+  auth?: AuthFigures;
+  /** Phases that failed outright, with why. */
+  errors: string[];
+}
+
+const f2 = (n: number) => n.toFixed(2);
+const mib = (kib: number) => (kib / 1024).toFixed(1);
+
+function connected(w: ConnectWait): string {
+  const got = `${w.connected} of ${w.wanted}`;
+  return w.seconds === undefined
+    ? `${got}, not all: ${w.unfinished ?? 'unfinished'}`
+    : `${got} in ${f2(w.seconds)} s`;
+}
+
+function failures(t: SwarmTotals): string {
+  const parts = Object.entries(t.failures)
+    .sort((a, b) => b[1] - a[1])
+    .map(([reason, n]) => `${reason} ${n}`);
+  return parts.length === 0 ? '0' : parts.join(', ');
+}
+
+function load(l: LoadFigures): string {
+  const t = l.swarm;
+  return (
+    `${t.handshakes} TLS handshakes (${t.resumed} resumed), ${f2(l.loadCpuSeconds)} s CPU; ` +
+    `connect failures: ${failures(t)}`
+  );
+}
+
+/** "1006 (1000 'agent connected', 4 'listening')": the two messages that make up most lines. */
+function logLines(total: number, messages: [string, number][]): string {
+  const top = messages
+    .slice(0, 2)
+    .map(([msg, n]) => `${n} '${msg.length > 70 ? `${msg.slice(0, 67)}...` : msg}'`);
+  return top.length === 0 ? String(total) : `${total} (${top.join(', ')})`;
+}
+
+function dials(d: DialFigures): string {
+  const base = `${f2(d.p50Ms)} / ${f2(d.p99Ms)} ms (${d.done} of ${d.dials} dials)`;
+  return d.firstError === undefined ? base : `${base}; ${d.failed} failed, first: ${d.firstError}`;
+}
+
+/** The markdown table; a row per figure measured. */
+export function scaleTable(r: ScaleResult): string {
+  const n = r.agents;
+  const rows: [string, string][] = [];
+  if (r.cold) {
+    rows.push(['agents connected from cold', connected(r.cold)]);
+    rows.push([
+      'server CPU for the cold connect',
+      `${f2(r.cold.serverCpuSeconds)} s, ${f2(r.cold.cpuMsPerConnect)} ms per agent connect`,
+    ]);
+    rows.push(['cold connect: load generator', load(r.cold)]);
+  }
+  if (r.memory) {
+    const withKiB = r.memory.afterIdleKiB ?? r.memory.afterConnectKiB;
+    const when = r.memory.afterIdleKiB === undefined ? 'just connected' : 'after the idle window';
+    rows.push([
+      `server RSS before agents / with ${n} agents (${when})`,
+      `${mib(r.memory.beforeKiB)} / ${mib(withKiB)} MiB`,
+    ]);
+    rows.push(['server RSS per agent', `${r.memory.kibPerAgent.toFixed(1)} KiB`]);
+  }
+  if (r.idle) {
+    rows.push([
+      `server idle CPU over ${r.idle.seconds} s (${n} agents, no dials)`,
+      `${f2(r.idle.cpuPercent)}% of one core (${r.idle.reconnects} reconnects; log lines: ${logLines(r.idle.logLines, r.idle.logMessages)})`,
+    ]);
+  }
+  if (r.dials?.withAgents) rows.push([`sequential dials p50 / p99, ${n} agents`, dials(r.dials.withAgents)]);
+  if (r.dials?.oneAgent)
+    rows.push(['sequential dials p50 / p99, 1 agent (own server)', dials(r.dials.oneAgent)]);
+  if (r.restart) {
+    rows.push([
+      'kill -9 and restart: all agents back',
+      `${connected(r.restart)} (server up after ${f2(r.restart.serverStartSeconds)} s)`,
+    ]);
+    rows.push([
+      'kill -9 and restart: server log lines (start to 2 s after all back)',
+      logLines(r.restart.logLines, r.restart.logMessages),
+    ]);
+    rows.push(['kill -9 and restart: load generator', load(r.restart)]);
+  }
+  if (r.auth) {
+    rows.push([
+      'restart with token auth: all agents back',
+      `${connected(r.auth)} (server up after ${f2(r.auth.serverStartSeconds)} s)`,
+    ]);
+    rows.push([
+      'restart with token auth: TokenReviews',
+      `${r.auth.reviews} (${f2(r.auth.reviews / n)} per agent)`,
+    ]);
+    rows.push([
+      'restart with token auth: peak concurrent TokenReviews',
+      `${r.auth.peakConcurrentReviews} (limit: ${r.auth.reviewLimit})`,
+    ]);
+    rows.push([
+      'restart with token auth: server log lines (start to 2 s after all back)',
+      logLines(r.auth.logLines, r.auth.logMessages),
+    ]);
+    rows.push(['restart with token auth: load generator', load(r.auth)]);
+  }
+  const title = `bench:scale, ${n} agents on ${r.workers} worker(s), server ${r.serverBin}`;
+  return [
+    `| ${title} | figure |`,
+    '|---|---|',
+    ...rows.map(([k, v]) => `| ${k} | ${v.replaceAll('|', '\\|')} |`),
+  ].join('\n');
+}
