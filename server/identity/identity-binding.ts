@@ -257,7 +257,7 @@ export class IdentityBinding {
       agent.announced = true;
       this.logSummary(agent, view);
     } else if (modeBefore === undefined) {
-      agent.backend.log.info({ node: agent.node?.name, pending }, BindingLog.pending);
+      agent.backend.log.debug({ node: agent.node?.name, pending }, BindingLog.pending);
     }
   }
 
@@ -281,10 +281,11 @@ export class IdentityBinding {
     } else if (agent.mode === 'warn' && refused.length > 0) {
       log.warn(fields, BindingLog.warned);
     } else if (agent.mode === 'unchecked') {
+      // The usual case of a whole cluster (the startup line says so once): per agent at debug.
       const why = agent.node ? (view?.state === 'unavailable' ? view.reason : '') : agent.unknownWhy;
-      log.info({ ...fields, why }, BindingLog.unchecked);
+      log.debug({ ...fields, why }, BindingLog.unchecked);
     } else {
-      log.info(fields, BindingLog.bound);
+      log.debug(fields, BindingLog.bound);
     }
   }
 
