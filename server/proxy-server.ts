@@ -61,6 +61,8 @@ export interface ProxyServerConfig {
   admin?: { host: string; port: number };
   keepaliveTimeMs: number;
   frontendKeepaliveTimeMs: number;
+  /** Keepalive pings a second per listener, all connections together; 0: no limit. */
+  keepaliveMaxPingsPerSecond?: number;
   /** HTTP/2 receive window of each agent stream (its connection gets twice that). */
   agentWindowBytes?: number;
   /** HTTP/2 receive window of each gRPC frontend stream. */
@@ -123,6 +125,7 @@ export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT = 10_000;
 const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
+const DEFAULT_KEEPALIVE_PINGS_PER_SECOND = 50;
 
 export class ProxyServer {
   readonly metrics: ServerMetrics;
@@ -155,6 +158,7 @@ export class ProxyServer {
     const common = {
       maxMessageBytes: limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE,
       keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+      keepaliveMaxPingsPerSecond: config.keepaliveMaxPingsPerSecond ?? DEFAULT_KEEPALIVE_PINGS_PER_SECOND,
       idleConnectionMs: limits.idleConnectionMs ?? 0,
     };
     const frontendLog = this.log.child({ part: 'grpc-frontend' });
@@ -188,6 +192,7 @@ export class ProxyServer {
         maxMessageBytes: common.maxMessageBytes,
         keepaliveTimeMs: config.keepaliveTimeMs,
         keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+        keepaliveMaxPingsPerSecond: common.keepaliveMaxPingsPerSecond,
         headerTimeoutMs: limits.headerTimeoutMs || DEFAULT_HEADER_TIMEOUT,
       },
       this.log.child({ part: 'agent-server', transport: 'websocket' }),

@@ -27,6 +27,8 @@ export interface GrpcServerOptions {
   keepaliveTimeMs: number;
   /** A ping not answered in this long closes the connection. */
   keepaliveTimeoutMs: number;
+  /** Keepalive pings a second, all connections together; 0: no limit (server/keepalive.ts). */
+  keepaliveMaxPingsPerSecond?: number;
   /** A connection without a stream for this long gets GOAWAY; 0: never. */
   idleConnectionMs: number;
   /**
@@ -63,6 +65,7 @@ export class GrpcServer {
     this.keepalive = new KeepaliveSweeper({
       intervalMs: options.keepaliveTimeMs,
       timeoutMs: options.keepaliveTimeoutMs,
+      maxPingsPerSecond: options.keepaliveMaxPingsPerSecond ?? 0,
     });
   }
 

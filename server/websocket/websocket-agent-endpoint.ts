@@ -18,6 +18,8 @@ export interface WebSocketEndpointOptions {
   keepaliveTimeMs: number;
   /** A ping not answered in this long closes the stream. */
   keepaliveTimeoutMs: number;
+  /** Keepalive pings a second, all agents together; 0: no limit. */
+  keepaliveMaxPingsPerSecond?: number;
   /** Largest message (packet) accepted from an agent; a larger one closes the stream (1009). */
   maxMessageBytes: number;
   /** A request head must be complete within this. */
@@ -69,6 +71,7 @@ export class WebSocketAgentEndpoint {
       keepalive: new KeepaliveSweeper({
         intervalMs: options.keepaliveTimeMs,
         timeoutMs: options.keepaliveTimeoutMs,
+        maxPingsPerSecond: options.keepaliveMaxPingsPerSecond ?? 0,
       }),
     };
     this.http1 = http.createServer({ maxHeaderSize: 16 * 1024 });

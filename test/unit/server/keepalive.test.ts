@@ -102,6 +102,40 @@ describe('KeepaliveSweeper', () => {
     assert.equal(sweeper.size, 0);
   });
 
+  it('paces pings to its rate, and skips a queued connection that read before its turn', async () => {
+    let now = 0;
+    // 8 a second: two per 250 ms pacer step.
+    const sweeper = new KeepaliveSweeper(
+      { intervalMs: INTERVAL, timeoutMs: 500, maxPingsPerSecond: 8 },
+      () => now,
+    );
+    const conns = [];
+    for (let i = 0; i < 5; i++) conns.push(await connection()); // one at a time: connection() counts sessions
+    const reads = conns.map((c) =>
+      sweeper.watch(
+        c.session,
+        http2Target(c.session, () => undefined),
+      ),
+    );
+    now = INTERVAL;
+    sweeper.sweep();
+    assert.equal(sweeper.pingsWaiting, 5);
+    assert.equal(sweeper.pingsOutstanding, 0, 'nothing sent by the sweep itself');
+    sweeper.pace();
+    assert.equal(sweeper.pingsOutstanding, 2);
+    assert.equal(sweeper.pingsWaiting, 3);
+    (reads[2] as { reads: number }).reads++; // the third is busy again before its turn
+    sweeper.pace();
+    assert.equal(sweeper.pingsOutstanding, 4, 'the third was skipped, the fourth and fifth sent');
+    assert.equal(sweeper.pingsWaiting, 0);
+    await waitFor('pings answered', () => sweeper.pingsOutstanding === 0 || undefined);
+    assert.deepEqual(
+      conns.map((c) => c.pings.received),
+      [1, 1, 0, 1, 1],
+    );
+    for (const c of conns) sweeper.forget(c.session);
+  });
+
   it('watches nothing with an interval of 0', async () => {
     const sweeper = new KeepaliveSweeper({ intervalMs: 0, timeoutMs: 500 });
     const c = await connection();
