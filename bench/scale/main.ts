@@ -57,7 +57,13 @@ async function run(o: ScaleOptions, cleanup: Cleanup): Promise<ScaleResult> {
   });
   const env: BenchEnv = {
     workDir,
-    files: { ca: pki.files.ca, serverCert: pki.files.serverCert, serverKey: pki.files.serverKey },
+    files: {
+      ca: pki.files.ca,
+      serverCert: pki.files.serverCert,
+      serverKey: pki.files.serverKey,
+      agentCert: pki.files.agentCert,
+      agentKey: pki.files.agentKey,
+    },
     agentTls: { ca: pki.pki.ca.cert, cert: pki.pki.agent.cert, key: pki.pki.agent.key },
     targetAddress: target.address,
     ticksPerSecond: clockTicksPerSecond(),

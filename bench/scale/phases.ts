@@ -7,7 +7,8 @@ import type { ScaleOptions } from './args.js';
 import type { Cleanup } from './cleanup.js';
 import { CpuMeter, readRssKiB } from './proc-stats.js';
 import type { AuthFigures, ColdFigures, IdleFigures, RestartFigures } from './scale-result.js';
-import { sequentialDials, type DialFigures } from './sequential-dials.js';
+import type { DialFigures } from './sequential-dials.js';
+import { runDialClient, startRealAgent } from './dial-processes.js';
 import { flagInHelp, serverHelp } from './server-help.js';
 import { messagesBetween, ServerUnderTest } from './server-under-test.js';
 import { epochNow } from './swarm-messages.js';
@@ -16,8 +17,8 @@ import { startTokenReviewApi, tokenAuthArgs } from './token-review-counter.js';
 
 export interface BenchEnv {
   workDir: string;
-  /** Certificate files for the server, PEM texts for the agents. */
-  files: { ca: string; serverCert: string; serverKey: string };
+  /** Certificate files for the server and the real agent, PEM texts for the simulated ones. */
+  files: { ca: string; serverCert: string; serverKey: string; agentCert: string; agentKey: string };
   agentTls: SwarmConfig['tls'];
   /** host:port of the echo target. */
   targetAddress: string;
@@ -113,23 +114,13 @@ export class ScalePhases {
     return { protocol: 'grpc', uds };
   }
 
-  /** Sequential dials through a server of its own with a single agent: the baseline. */
+  /** Sequential dials through a server of its own with a single (real) agent: the baseline. */
   async oneAgentDials(): Promise<DialFigures> {
     const uds = join(this.env.workDir, 'one-agent.sock');
-    const since = epochNow();
     const { server, agentPort } = await this.startServer(uds, 0, []);
-    const swarm = this.startSwarm(1, 1, agentPort, false);
     try {
-      const wait = await swarm.waitAllConnected(since, this.timeoutMs, this.serverGone(server));
-      if (wait.seconds === undefined) throw new Error(`the single agent did not connect: ${wait.unfinished}`);
-      return await sequentialDials(
-        this.frontend(uds),
-        this.env.targetAddress,
-        this.o.dials,
-        Date.now() + this.timeoutMs,
-      );
+      return await this.dialsThroughRealAgent(uds, agentPort);
     } finally {
-      await swarm.stop();
       await server.kill();
     }
   }
@@ -187,15 +178,27 @@ export class ScalePhases {
     };
   }
 
-  /** Sequential dials with all N agents connected (routed by default: no agent claims the target). */
+  /** Sequential dials with all N agents connected, through the same real agent as the baseline. */
   async dialsWithAgents(): Promise<DialFigures> {
     this.running();
-    return sequentialDials(
-      this.frontend(this.uds),
-      this.env.targetAddress,
-      this.o.dials,
-      Date.now() + this.timeoutMs,
-    );
+    return this.dialsThroughRealAgent(this.uds, this.agentPort);
+  }
+
+  /**
+   * The dial row, measured the same way with 1 agent and with N: a real proxy-agent (claiming
+   * the target's address, so destHost routes every dial to it and never to a simulated agent)
+   * and the client each in a process of their own, so the load generator's own pauses are not
+   * in the figure; the server is what differs.
+   */
+  private async dialsThroughRealAgent(uds: string, agentPort: number): Promise<DialFigures> {
+    const [targetHost] = this.env.targetAddress.split(':');
+    const agent = await startRealAgent(this.env.files, agentPort, targetHost ?? HOST, this.timeoutMs);
+    this.env.cleanup.add('stop the dial agent', () => agent.stop());
+    try {
+      return await runDialClient(uds, this.env.targetAddress, this.o.dials, Date.now() + this.timeoutMs);
+    } finally {
+      await agent.stop();
+    }
   }
 
   /** kill -9, a new server on the same agent port (with `extra` flags), and the wait for all agents. */

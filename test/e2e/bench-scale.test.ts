@@ -1,6 +1,7 @@
 // `npm run bench:scale` end to end, small: 20 simulated agents against the real server binary,
 // every phase (token auth included). The figures are not judged, only that every row is there
-// with numbers and that every agent connected in each connect phase.
+// with numbers, that every agent connected in each connect phase, and that the restarted
+// server's TokenReviews stay under --max-concurrent-token-reviews, one per agent.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -41,6 +42,7 @@ describe('npm run bench:scale', () => {
       '--idle-seconds=1',
       '--dials=100',
       '--timeout-seconds=60',
+      '--max-concurrent-token-reviews=2',
       `--out=${out}`,
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -81,7 +83,14 @@ describe('npm run bench:scale', () => {
       assert.equal(wait.wanted, AGENTS);
       assert.equal(typeof wait.seconds, 'number', `${phase} finished`);
     }
-    assert.ok((result.auth?.reviews ?? 0) >= 1, 'the restarted server reviewed tokens');
+    // The restarted server reviews each agent's token once, never more than 2 at a time.
+    const reviews = result.auth?.reviews ?? 0;
+    assert.ok(reviews >= 1 && reviews <= AGENTS, `${String(reviews)} reviews for ${String(AGENTS)} agents`);
+    assert.ok((result.auth?.peakConcurrentReviews ?? 0) >= 1);
+    assert.ok(
+      (result.auth?.peakConcurrentReviews ?? 0) <= 2,
+      `peak ${String(result.auth?.peakConcurrentReviews)}`,
+    );
     assert.equal(result.dials?.withAgents?.done, 100);
     assert.equal(result.dials.oneAgent?.done, 100);
   });
