@@ -36,6 +36,7 @@ export class ServerMetrics {
   readonly culledLeases: Counter;
   readonly identifierClaimsRefused: Counter<'type'>;
   readonly agentTlsHandshakes: Counter<'resumed'>;
+  readonly agentTlsHandshakeFailures: Counter;
   readonly tokenReviewsInFlight: Gauge;
   readonly tokenReviewsWaiting: Gauge;
   readonly tokenReviewsQueued: Counter;
@@ -127,6 +128,11 @@ export class ServerMetrics {
       registers,
     });
     for (const r of ['true', 'false']) this.agentTlsHandshakes.labels(r).inc(0);
+    this.agentTlsHandshakeFailures = new Counter({
+      name: PREFIX + 'agent_tls_handshake_failures_total',
+      help: 'ours: TLS handshakes on the agent port that failed (a bad or missing client certificate, or a client that gave up mid-handshake during a reconnect storm); each is logged at debug',
+      registers,
+    });
     this.tokenReviewsInFlight = new Gauge({
       name: PREFIX + 'token_reviews_in_flight',
       help: 'ours: TokenReviews of agent tokens sent to the Kubernetes API and not yet answered (at most --max-concurrent-token-reviews)',

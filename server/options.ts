@@ -126,7 +126,7 @@ export const serverFlags = {
   },
   'max-concurrent-token-reviews': {
     kind: 'int',
-    default: 32,
+    default: 128,
     help: 'ours: TokenReviews in flight to the Kubernetes API at once; agents beyond it wait their turn (a restarted server would otherwise send one per agent at once), and one that hangs up while waiting costs no review. 0: no limit',
   },
   'idle-connection-timeout': {

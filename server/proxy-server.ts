@@ -124,7 +124,7 @@ export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
 /** gRPC's usual default (grpc-js, grpc-go), stated so both sides agree. */
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT = 10_000;
-const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
+const DEFAULT_MAX_CONCURRENT_REVIEWS = 128;
 const DEFAULT_KEEPALIVE_PINGS_PER_SECOND = 50;
 
 export class ProxyServer {
@@ -209,6 +209,9 @@ export class ProxyServer {
         },
         onSecureConnection: (socket) => {
           this.metrics.agentTlsHandshakes.labels(socket.isSessionReused() ? 'true' : 'false').inc();
+        },
+        onTlsClientError: () => {
+          this.metrics.agentTlsHandshakeFailures.inc();
         },
       },
       this.log.child({ part: 'agent-server' }),

@@ -61,6 +61,13 @@ export const TokenExtra = {
 
 const SA_PREFIX = 'system:serviceaccount:';
 const always = (): boolean => true;
+/**
+ * As kube-apiserver's webhook token cache (--authentication-token-webhook-cache-ttl, 2m): long
+ * enough that an agent which timed out after its review (a server busy with a restart's
+ * handshakes) is not reviewed again when it retries. An admitted stream is never re-checked
+ * anyway; this only bounds how long a revoked token can open new streams.
+ */
+const DEFAULT_CACHE_TTL_MS = 120_000;
 /** Accepted tokens remembered: one per agent of a large cluster, ~200 bytes each. */
 const CACHE_LIMIT = 50_000;
 
@@ -89,7 +96,7 @@ export class TokenAuthenticator {
     private readonly policy: TokenPolicy,
     options: TokenAuthenticatorOptions = {},
   ) {
-    this.cacheTtlMs = options.cacheTtlMs ?? 10_000;
+    this.cacheTtlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
     this.limit = options.limit ?? new ConcurrencyLimit(0);
   }
 

@@ -38,6 +38,8 @@ export interface GrpcServerOptions {
   http1?: ((socket: TLSSocket) => void) | undefined;
   /** Every completed TLS handshake (the agent port counts resumed ones). */
   onSecureConnection?: ((socket: TLSSocket) => void) | undefined;
+  /** Every failed TLS handshake. */
+  onTlsClientError?: ((err: Error) => void) | undefined;
 }
 
 export interface TlsListenOptions extends SecureContextOptions {
@@ -97,7 +99,10 @@ export class GrpcServer {
       this.options.onSecureConnection?.(socket);
     });
     server.on('tlsClientError', (err: Error) => {
-      this.log.info({ error: err.message }, 'TLS handshake with client failed');
+      // Per client at debug: a reconnect storm makes hundreds of these (clients that gave up
+      // mid-handshake); the agent port counts them in a metric.
+      this.log.debug({ error: err.message }, 'TLS handshake with client failed');
+      this.options.onTlsClientError?.(err);
     });
     this.attach(server);
     const bound = await listen(server, { host, port });
