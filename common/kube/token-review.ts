@@ -1,9 +1,9 @@
 // Validates a ServiceAccount bearer token with a TokenReview (authentication.k8s.io/v1), the
 // way upstream proxy-server authenticates agents: authenticated, audience, namespace and
-// service account must all match. Positive answers are cached briefly, keyed by a hash of the
-// token, so a reconnect storm does not become a TokenReview storm; agents presenting the same
-// token at once share one review; and at most --max-concurrent-token-reviews are in flight,
-// the rest queued (a restarted server would otherwise send one per agent at once). For a pod-bound token
+// service account must all match. Positive answers are cached (2 minutes), keyed by a hash of
+// the token, so a reconnect storm does not become a TokenReview storm; agents presenting the
+// same token at once share one review; and at most --max-concurrent-token-reviews are in
+// flight, the rest queued (a restarted server would otherwise send one per agent at once). For a pod-bound token
 // (Kubernetes 1.30+) the review also says which node the pod runs on: that is the agent's
 // node for identity binding (server/identity/).
 import { createHash } from 'node:crypto';
