@@ -20,7 +20,12 @@ export function alpnFor(extra: readonly string[], own: string): string[] {
 const sessions = new Map<string, Buffer>();
 const MAX_SESSIONS = 64;
 
-function sessionKey(host: string, target: GrpcTarget, servername: string | undefined, alpn: string[]): string {
+function sessionKey(
+  host: string,
+  target: GrpcTarget,
+  servername: string | undefined,
+  alpn: string[],
+): string {
   const t = target.tls ?? {};
   const credentials = createHash('sha256');
   for (const part of [t.ca, t.cert]) credentials.update(part ?? '').update('\0');
@@ -53,4 +58,3 @@ export function serverTlsSocket(target: GrpcTarget, alpn: string[], tunnel?: net
   });
   return socket;
 }
-
