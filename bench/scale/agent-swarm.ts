@@ -4,7 +4,13 @@
 import tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SimAgent, type SimAgentObserver } from './sim-agent.js';
-import { epochNow, STATS_INTERVAL_MS, type SwarmWorkerData, type WorkerStats } from './swarm-messages.js';
+import {
+  emptyWorkerStats,
+  epochNow,
+  STATS_INTERVAL_MS,
+  type SwarmWorkerData,
+  type WorkerStats,
+} from './swarm-messages.js';
 import { simAgentID, simIdentifiers, simToken } from './sim-identity.js';
 
 /** The upstream agent's defaults: --sync-interval 1s, --sync-interval-cap 10s. */
@@ -15,18 +21,7 @@ const data = workerData as SwarmWorkerData;
 const port = parentPort;
 if (!port) throw new Error('agent-swarm.js runs as a worker thread (bench/scale/swarm.ts starts it)');
 
-const stats: WorkerStats = {
-  worker: data.worker,
-  agents: data.count,
-  connected: 0,
-  connects: 0,
-  handshakes: 0,
-  resumed: 0,
-  failures: {},
-  fullSince: undefined,
-  dials: 0,
-  dialErrors: 0,
-};
+const stats: WorkerStats = emptyWorkerStats(data.worker, data.count);
 let changed = true;
 
 const observer: SimAgentObserver = {

@@ -23,8 +23,8 @@ export interface SwarmWorkerData {
 }
 
 /** A worker's counters since it started, sent whenever they change (at most every STATS_INTERVAL_MS). */
-export interface WorkerStats {
-  worker: number;
+/** Counters of a set of simulated agents: one worker's, or all of them summed. */
+export interface SwarmTotals {
   agents: number;
   /** Agents whose Connect stream is open now (response headers 200 received). */
   connected: number;
@@ -35,11 +35,32 @@ export interface WorkerStats {
   resumed: number;
   /** Connect attempts that did not reach connected, by reason. */
   failures: Record<string, number>;
-  /** When `connected` last reached `agents` (epochNow), if it is there now. */
-  fullSince: number | undefined;
   /** DIAL_REQs answered, and those answered with an error. */
   dials: number;
   dialErrors: number;
+}
+
+/** A worker's counters since it started, sent whenever they change (at most every STATS_INTERVAL_MS). */
+export interface WorkerStats extends SwarmTotals {
+  worker: number;
+  /** When `connected` last reached `agents` (epochNow), if it is there now. */
+  fullSince: number | undefined;
+}
+
+/** A worker's counters before its first agent connects. */
+export function emptyWorkerStats(worker: number, agents: number): WorkerStats {
+  return {
+    worker,
+    agents,
+    connected: 0,
+    connects: 0,
+    handshakes: 0,
+    resumed: 0,
+    failures: {},
+    fullSince: undefined,
+    dials: 0,
+    dialErrors: 0,
+  };
 }
 
 export const STATS_INTERVAL_MS = 50;

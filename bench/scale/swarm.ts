@@ -2,7 +2,14 @@
 // (agent-swarm.ts), their counters summed, and the wait for "all connected" that the
 // connect rows time.
 import { Worker } from 'node:worker_threads';
-import type { SwarmWorkerData, WorkerStats } from './swarm-messages.js';
+import {
+  emptyWorkerStats,
+  type SwarmTotals,
+  type SwarmWorkerData,
+  type WorkerStats,
+} from './swarm-messages.js';
+
+export type { SwarmTotals } from './swarm-messages.js';
 
 export interface SwarmConfig {
   agents: number;
@@ -12,17 +19,6 @@ export interface SwarmConfig {
   /** PEM texts. */
   tls: { ca: string; cert: string; key: string };
   tokens: boolean;
-}
-
-export interface SwarmTotals {
-  agents: number;
-  connected: number;
-  connects: number;
-  handshakes: number;
-  resumed: number;
-  failures: Record<string, number>;
-  dials: number;
-  dialErrors: number;
 }
 
 /** How a wait for all agents ended. */
@@ -70,18 +66,7 @@ export class Swarm {
 
   private constructor(config: SwarmConfig) {
     const shares = shareOut(config.agents, config.workers);
-    this.stats = shares.map((count, worker) => ({
-      worker,
-      agents: count,
-      connected: 0,
-      connects: 0,
-      handshakes: 0,
-      resumed: 0,
-      failures: {},
-      fullSince: undefined,
-      dials: 0,
-      dialErrors: 0,
-    }));
+    this.stats = shares.map((count, worker) => emptyWorkerStats(worker, count));
     let firstIndex = 0;
     for (const [worker, count] of shares.entries()) {
       const workerData: SwarmWorkerData = {

@@ -9,6 +9,19 @@ import { waitFor } from '../../support/wait.js';
 
 const INTERVAL = 1_000_000; // the sweeper's own timer never fires during the test
 
+/** A sweeper on the test's clock (`clock.now`), recording the timeouts it declares. */
+function clockedSweeper() {
+  const clock = { now: 0 };
+  const timeouts: number[] = [];
+  const sweeper = new KeepaliveSweeper({ intervalMs: INTERVAL, timeoutMs: 500 }, () => clock.now);
+  const watch = (s: http2.ServerHttp2Session) =>
+    sweeper.watch(
+      s,
+      http2Target(s, (ms) => timeouts.push(ms)),
+    );
+  return { sweeper, watch, timeouts, clock };
+}
+
 describe('KeepaliveSweeper', () => {
   let server: http2.Http2Server;
   const serverSessions: http2.ServerHttp2Session[] = [];
@@ -39,24 +52,17 @@ describe('KeepaliveSweeper', () => {
   }
 
   it('pings a connection quiet for a whole interval, not one that read meanwhile', async () => {
-    let now = 0;
-    const timeouts: number[] = [];
-    const sweeper = new KeepaliveSweeper({ intervalMs: INTERVAL, timeoutMs: 500 }, () => now);
-    const watch = (s: http2.ServerHttp2Session) =>
-      sweeper.watch(
-        s,
-        http2Target(s, (ms) => timeouts.push(ms)),
-      );
+    const { sweeper, watch, timeouts, clock } = clockedSweeper();
     const quiet = await connection();
     const busy = await connection();
     watch(quiet.session);
     const busyReads = watch(busy.session);
     assert.equal(sweeper.size, 2);
 
-    now = INTERVAL - 1;
+    clock.now = INTERVAL - 1;
     sweeper.sweep();
     busyReads.reads++; // data arrived on the busy connection since
-    now = INTERVAL;
+    clock.now = INTERVAL;
     sweeper.sweep();
     assert.equal(sweeper.pingsOutstanding, 1);
     await waitFor('quiet connection pinged', () => quiet.pings.received === 1 || undefined);
@@ -64,9 +70,9 @@ describe('KeepaliveSweeper', () => {
     assert.equal(busy.pings.received, 0, 'a connection that is reading is not pinged');
 
     // The answer came back: no second ping, no timeout, until another quiet interval passes.
-    now = INTERVAL + 400;
+    clock.now = INTERVAL + 400;
     sweeper.sweep();
-    now = INTERVAL + 600;
+    clock.now = INTERVAL + 600;
     sweeper.sweep();
     assert.deepEqual(timeouts, []);
     assert.equal(quiet.pings.received, 1);
@@ -78,24 +84,17 @@ describe('KeepaliveSweeper', () => {
   });
 
   it('destroys a connection whose ping is not answered within the timeout', async () => {
-    let now = 0;
-    const timeouts: number[] = [];
-    const sweeper = new KeepaliveSweeper({ intervalMs: INTERVAL, timeoutMs: 500 }, () => now);
-    const watch = (s: http2.ServerHttp2Session) =>
-      sweeper.watch(
-        s,
-        http2Target(s, (ms) => timeouts.push(ms)),
-      );
+    const { sweeper, watch, timeouts, clock } = clockedSweeper();
     const c = await connection();
     watch(c.session);
     // The sweeps below run in one go: the answer cannot arrive in between.
-    now = INTERVAL;
+    clock.now = INTERVAL;
     sweeper.sweep();
     assert.equal(sweeper.pingsOutstanding, 1);
-    now = INTERVAL + 499;
+    clock.now = INTERVAL + 499;
     sweeper.sweep();
     assert.equal(c.session.destroyed, false);
-    now = INTERVAL + 500;
+    clock.now = INTERVAL + 500;
     sweeper.sweep();
     assert.deepEqual(timeouts, [500]);
     assert.equal(c.session.destroyed, true);
