@@ -11,12 +11,12 @@
 //   const lb = await benchCcmBalancer({ target: target.address });
 //   process.stdout.write(ccmBalancerTable(lb) + '\n');
 // and, if wanted, `results['ccm balancer'] = lb` in latest.json.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dial } from '../ccm-integration/dialer/index.js';
-import { startCcm, writeGrpcUdsEgressConfig } from '../test/support/ccm.js';
+import { startCcm, writeGrpcUdsEgressConfig, writeKonnectivityCloudConfig } from '../test/support/ccm.js';
 import { startCluster } from '../test/support/cluster.js';
 import { FakeKubeApi } from '../test/support/fake-kube-api.js';
 import { waitFor } from '../test/support/wait.js';
@@ -102,15 +102,11 @@ export async function benchCcmBalancer(options: CcmBalancerOptions): Promise<Ccm
       },
     });
     const egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
-    const cloudConfig = join(dir, 'cloud.yaml');
-    writeFileSync(
-      cloudConfig,
-      [
-        `servers: ["http://127.0.0.1:${cluster.server.adminPort}"]`,
-        `egressSelectorConfigFile: ${egressFile}`,
-        `loadBalancer: { addresses: ["${pool}"] }`,
-      ].join('\n'),
-    );
+    const cloudConfig = writeKonnectivityCloudConfig(dir, {
+      servers: [`http://127.0.0.1:${cluster.server.adminPort}`],
+      egressFile,
+      extra: [`loadBalancer: { addresses: ["${pool}"] }`],
+    });
     const ccm = await startCcm([
       `--kubeconfig=${api.writeKubeconfig(dir)}`,
       '--cloud-provider=konnectivity',

@@ -7,13 +7,18 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startCcm, writeGrpcUdsEgressConfig, type CcmInfo } from '../support/ccm.js';
+import {
+  startCcm,
+  writeGrpcUdsEgressConfig,
+  writeKonnectivityCloudConfig,
+  type CcmInfo,
+} from '../support/ccm.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi, type KubeObject } from '../support/fake-kube-api.js';
 import { httpGet } from '../support/processes.js';
@@ -437,19 +442,17 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
     cleanups.push(() => api.stop());
     for (const node of NODES) api.apply(nodeObject(node.name, node.ip));
     const egressFile = writeGrpcUdsEgressConfig(dir, cluster.frontend.uds ?? '');
-    const cloudConfig = join(dir, 'cloud.yaml');
-    writeFileSync(
-      cloudConfig,
-      [
-        `servers: ["http://127.0.0.1:${cluster.server.adminPort}"]`,
-        `egressSelectorConfigFile: ${egressFile}`,
+    const cloudConfig = writeKonnectivityCloudConfig(dir, {
+      servers: [`http://127.0.0.1:${cluster.server.adminPort}`],
+      egressFile,
+      extra: [
         'loadBalancer:',
         `  addresses: ["${POOL[0]}-${POOL[1]}"]`,
         '  healthCheckInterval: 300ms',
         '  healthCheckTimeout: 300ms',
         '  drainTimeout: 20s',
-      ].join('\n'),
-    );
+      ],
+    });
     const ccmArgs = [
       `--kubeconfig=${api.writeKubeconfig(dir)}`,
       '--cloud-provider=konnectivity',

@@ -9,7 +9,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCcm, writeGrpcUdsEgressConfig, type CcmInfo } from '../support/ccm.js';
+import {
+  startCcm,
+  writeGrpcUdsEgressConfig,
+  writeKonnectivityCloudConfig,
+  type CcmInfo,
+} from '../support/ccm.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi, type KubeObject } from '../support/fake-kube-api.js';
 import { httpGet, type Proc } from '../support/processes.js';
@@ -133,17 +138,19 @@ describe('konnectivity-ccm node controllers', () => {
   ): Promise<{ api: FakeKubeApi; ccm: CcmInfo; stop: () => Promise<void> }> => {
     const servers = options.servers ?? [`http://127.0.0.1:${cluster.server.adminPort}`];
     const api = await new FakeKubeApi().start();
-    const configFile = join(dir, `${name}-cloud.yaml`);
-    writeFileSync(
-      configFile,
-      [
-        `servers: ${JSON.stringify(servers)}`,
-        `egressSelectorConfigFile: ${egressFile}`,
-        'egressSelection: cluster',
-        `kubeletPort: ${kubeletPort}`,
-        'agentCacheTTL: 100ms',
-        ...cloudConfig,
-      ].join('\n'),
+    const configFile = writeKonnectivityCloudConfig(
+      dir,
+      {
+        servers,
+        egressFile,
+        extra: [
+          'egressSelection: cluster',
+          `kubeletPort: ${kubeletPort}`,
+          'agentCacheTTL: 100ms',
+          ...cloudConfig,
+        ],
+      },
+      `${name}-cloud.yaml`,
     );
     let ccm: CcmInfo;
     try {

@@ -61,3 +61,24 @@ export function writeGrpcUdsEgressConfig(
   );
   return path;
 }
+
+/**
+ * Writes the konnectivity provider's cloud config: the servers whose /agents list the nodes,
+ * the egress selector file to dial through, and `extra` lines; returns its path.
+ */
+export function writeKonnectivityCloudConfig(
+  dir: string,
+  config: { servers: string[]; egressFile: string; extra?: string[] },
+  name = 'cloud.yaml',
+): string {
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    [
+      `servers: ${JSON.stringify(config.servers)}`,
+      `egressSelectorConfigFile: ${config.egressFile}`,
+      ...(config.extra ?? []),
+    ].join('\n'),
+  );
+  return path;
+}
