@@ -72,17 +72,17 @@ export const serverFlags = {
   'keepalive-time': {
     kind: 'duration',
     default: 15_000,
-    help: 'ours: ping an agent connection on which nothing arrived for this long (one sweep for all agents; a busy agent is never pinged), so a dead agent is noticed in seconds (upstream 1h)',
+    help: 'ours: an agent connection on which nothing arrived for this long gets TCP keepalive probes from the kernel (a vanished host is noticed 10 s later) and an HTTP/2 ping (one sweep for all agents, paced; a busy agent is never pinged) (upstream 1h)',
   },
   'max-keepalive-pings-per-second': {
     kind: 'int',
-    default: 50,
-    help: "ours: keepalive pings sent a second, all agents together: with more quiet agents than --keepalive-time allows at this rate, each is pinged less often (10,000 quiet agents at 50/s: every 200 s, against upstream's 1h), so idle agents cost a bounded share of a core. 0: no limit",
+    default: 10,
+    help: "ours: keepalive pings sent a second, all agents together: with more quiet agents than --keepalive-time allows at this rate, each is pinged less often (10,000 quiet agents at 10/s: every 17 min, against upstream's 1h), so idle agents cost a bounded share of a core; a vanished host is noticed sooner by TCP keepalive (--keepalive-time, then 10 one-second probes). 0: no limit",
   },
   'frontend-keepalive-time': {
     kind: 'duration',
     default: 15_000,
-    help: 'ours: ping a frontend connection on which nothing arrived for this long (upstream 1h)',
+    help: 'ours: TCP keepalive probes and an HTTP/2 ping for a frontend connection on which nothing arrived for this long (upstream 1h)',
   },
   'backend-dial-timeout': {
     kind: 'duration',

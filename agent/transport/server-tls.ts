@@ -32,6 +32,13 @@ function sessionKey(
   return `${host}:${String(target.port)}|${servername ?? ''}|${alpn.join(',')}|${credentials.digest('base64')}`;
 }
 
+/**
+ * Kernel TCP keepalive on the link to the server, as Go's dialer sets for upstream's agent: a
+ * server whose host vanished is noticed within this plus 10 one-second probes, without the
+ * HTTP/2 pings (hourly by default, as upstream) and at no cost to the process.
+ */
+export const TCP_KEEPALIVE_MS = 15_000;
+
 export function serverTlsSocket(target: GrpcTarget, alpn: string[], tunnel?: net.Socket): tls.TLSSocket {
   const host = target.host ?? '127.0.0.1';
   const t = target.tls ?? {};
@@ -48,6 +55,7 @@ export function serverTlsSocket(target: GrpcTarget, alpn: string[], tunnel?: net
     ...(session ? { session } : {}),
     ALPNProtocols: alpn,
   });
+  (tunnel ?? socket).setKeepAlive(true, TCP_KEEPALIVE_MS);
   socket.on('session', (ticket: Buffer) => {
     sessions.delete(key);
     if (sessions.size >= MAX_SESSIONS) {

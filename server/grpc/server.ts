@@ -7,6 +7,7 @@
 // grpc-timeout, statuses in trailers or trailers-only, UNIMPLEMENTED for other methods, and
 // GOAWAY before a graceful stop. Our own clients and grpc-js clients (tests) talk to it.
 import http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import type { TLSSocket, SecureContextOptions } from 'node:tls';
 import { listen } from '../../common/listen.js';
 import type { Logger } from '../../common/log.js';
@@ -93,6 +94,14 @@ export class GrpcServer {
       ...(http1 ? { ALPNCallback: preferHttp2 } : {}),
     });
     if (http1) server.on('unknownProtocol', http1);
+    const keepaliveMs = this.options.keepaliveTimeMs;
+    if (keepaliveMs > 0) {
+      // The kernel's TCP keepalive notices a peer that is gone (host down, cable cut) at no
+      // cost to this process: probes after keepaliveMs of silence, then every second, 10 tries
+      // (libuv's settings). Go's listeners do the same (15 s); our HTTP/2 pings, paced, are
+      // left to find agents whose host answers but whose process does not.
+      server.on('connection', (socket: Socket) => socket.setKeepAlive(true, keepaliveMs));
+    }
     server.on('secureConnection', (socket: TLSSocket) => {
       // An error on a TLS socket must be handled by the server's user (nodejs/node#35824).
       socket.on('error', (err: Error) => this.log.debug({ error: err.message }, 'TLS connection error'));
