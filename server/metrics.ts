@@ -39,6 +39,10 @@ export class ServerMetrics {
   readonly agentTlsHandshakeFailures: Counter;
   readonly tokenReviewsInFlight: Gauge;
   readonly tokenReviewsWaiting: Gauge;
+  readonly agentTlsHandshakesInProgress: Gauge;
+  readonly agentTlsHandshakesWaiting: Gauge;
+  readonly agentTlsHandshakesQueued: Counter;
+  readonly agentTlsHandshakesExpired: Counter;
   readonly tokenReviewsQueued: Counter;
 
   constructor(readonly registry: Registry) {
@@ -131,6 +135,26 @@ export class ServerMetrics {
     this.agentTlsHandshakeFailures = new Counter({
       name: PREFIX + 'agent_tls_handshake_failures_total',
       help: 'ours: TLS handshakes on the agent port that failed (a bad or missing client certificate, or a client that gave up mid-handshake during a reconnect storm); each is logged at debug',
+      registers,
+    });
+    this.agentTlsHandshakesInProgress = new Gauge({
+      name: PREFIX + 'agent_tls_handshakes_in_progress',
+      help: 'ours: TLS handshakes under way on the agent port (at most --max-concurrent-agent-handshakes)',
+      registers,
+    });
+    this.agentTlsHandshakesWaiting = new Gauge({
+      name: PREFIX + 'agent_tls_handshakes_waiting',
+      help: 'ours: agent connections accepted and waiting, unread, for a handshake slot under --max-concurrent-agent-handshakes',
+      registers,
+    });
+    this.agentTlsHandshakesQueued = new Counter({
+      name: PREFIX + 'agent_tls_handshakes_queued_total',
+      help: 'ours: agent connections that had to wait for a handshake slot under --max-concurrent-agent-handshakes',
+      registers,
+    });
+    this.agentTlsHandshakesExpired = new Counter({
+      name: PREFIX + 'agent_tls_handshakes_expired_total',
+      help: 'ours: agent connections closed unread after waiting 10 s for a handshake slot (their agents retry); many mean the server cannot keep up with a reconnect storm',
       registers,
     });
     this.tokenReviewsInFlight = new Gauge({

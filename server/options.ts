@@ -129,6 +129,11 @@ export const serverFlags = {
     default: 128,
     help: 'ours: TokenReviews in flight to the Kubernetes API at once; agents beyond it wait their turn (a restarted server would otherwise send one per agent at once), and one that hangs up while waiting costs no review. 0: no limit',
   },
+  'max-concurrent-agent-handshakes': {
+    kind: 'int',
+    default: 64,
+    help: 'ours: TLS handshakes in progress at once on the agent port; further agents are accepted and wait unread, in arrival order, so that a reconnect storm is served at full speed instead of every handshake slowing down until agents give up; one that waited 10 s is closed unread (its agent retries). 0: no limit',
+  },
   'idle-connection-timeout': {
     kind: 'duration',
     default: 30_000,
@@ -291,6 +296,7 @@ export function serverConfigFromFlags(
     'max-connections-per-agent',
     'max-dials-per-second',
     'max-concurrent-token-reviews',
+    'max-concurrent-agent-handshakes',
     'max-keepalive-pings-per-second',
   ] as const) {
     if (v[l] < 0) throw new FlagError(`--${l} must be >= 0 (0: no limit)`);
@@ -432,6 +438,7 @@ export function serverConfigFromFlags(
       maxConnectionsPerAgent: v['max-connections-per-agent'],
       maxDialsPerSecond: v['max-dials-per-second'],
       maxConcurrentTokenReviews: v['max-concurrent-token-reviews'],
+      maxConcurrentAgentHandshakes: v['max-concurrent-agent-handshakes'],
       maxMessageBytes: v['max-grpc-message-size'],
       idleConnectionMs: v['idle-connection-timeout'],
       headerTimeoutMs: v['frontend-header-timeout'],

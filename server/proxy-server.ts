@@ -15,7 +15,7 @@ import type { TlsFiles } from '../common/tls.js';
 import { DEFAULT_TLS_POLICY, tlsPolicyOptions, type TlsPolicy } from '../common/tls-policy.js';
 import { TlsReloader } from '../common/tls-reload.js';
 import { TIMED_OUT, withDeadline } from '../common/deadline.js';
-import { GrpcServer, type TlsListenOptions } from './grpc/server.js';
+import { GrpcServer, type GrpcServerOptions, type TlsListenOptions } from './grpc/server.js';
 import { HTTP2_WINDOW_GROWTH } from '../common/http2-link-tuner.js';
 import { ServerMetrics } from './metrics.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../proto/flow-control.js';
@@ -97,6 +97,8 @@ export interface ServerLimits {
   maxDialsPerSecond: number;
   /** TokenReviews in flight at once (agents beyond it queue); 0: no limit. */
   maxConcurrentTokenReviews: number;
+  /** TLS handshakes in progress at once on the agent port (the rest wait unread); 0: no limit. */
+  maxConcurrentAgentHandshakes?: number;
   /** Largest gRPC message accepted from frontends and agents. */
   maxMessageBytes: number;
   /** A gRPC connection without a stream for this long is closed; 0: never. */
@@ -125,6 +127,9 @@ export const DEFAULT_FRONTEND_WINDOW = 4 * 1024 * 1024;
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT = 10_000;
 const DEFAULT_MAX_CONCURRENT_REVIEWS = 128;
+const DEFAULT_MAX_CONCURRENT_AGENT_HANDSHAKES = 64;
+/** Shorter than the agents' own 15 s: one that waited longer has probably given up. */
+const AGENT_HANDSHAKE_MAX_WAIT_MS = 10_000;
 const DEFAULT_KEEPALIVE_PINGS_PER_SECOND = 50;
 
 export class ProxyServer {
@@ -213,9 +218,26 @@ export class ProxyServer {
         onTlsClientError: () => {
           this.metrics.agentTlsHandshakeFailures.inc();
         },
+        handshakeAdmission: this.agentHandshakeAdmission(),
       },
       this.log.child({ part: 'agent-server' }),
     );
+  }
+
+  private agentHandshakeAdmission(): GrpcServerOptions['handshakeAdmission'] {
+    const max = this.config.limits?.maxConcurrentAgentHandshakes ?? DEFAULT_MAX_CONCURRENT_AGENT_HANDSHAKES;
+    if (max <= 0) return undefined;
+    const m = this.metrics;
+    return {
+      maxInProgress: max,
+      maxWaitMs: AGENT_HANDSHAKE_MAX_WAIT_MS,
+      changed: (inProgress, waiting) => {
+        m.agentTlsHandshakesInProgress.set(inProgress);
+        m.agentTlsHandshakesWaiting.set(waiting);
+      },
+      queued: () => m.agentTlsHandshakesQueued.inc(),
+      expired: () => m.agentTlsHandshakesExpired.inc(),
+    };
   }
 
   get registry(): Registry {

@@ -7,6 +7,7 @@
 // grpc-timeout, statuses in trailers or trailers-only, UNIMPLEMENTED for other methods, and
 // GOAWAY before a graceful stop. Our own clients and grpc-js clients (tests) talk to it.
 import http2 from 'node:http2';
+import type net from 'node:net';
 import type { Socket } from 'node:net';
 import type { TLSSocket, SecureContextOptions } from 'node:tls';
 import { listen } from '../../common/listen.js';
@@ -15,6 +16,7 @@ import { GrpcStatus } from '../../proto/grpc-status.js';
 import { GrpcServerCall } from './call.js';
 import { Http2LinkTuner } from '../../common/http2-link-tuner.js';
 import { http2Target, KeepaliveSweeper, type ReadActivity } from '../keepalive.js';
+import { HandshakeAdmission, type HandshakeAdmissionOptions } from '../handshake-admission.js';
 
 export type GrpcHandler = (call: GrpcServerCall) => void;
 
@@ -41,6 +43,11 @@ export interface GrpcServerOptions {
   onSecureConnection?: ((socket: TLSSocket) => void) | undefined;
   /** Every failed TLS handshake. */
   onTlsClientError?: ((err: Error) => void) | undefined;
+  /**
+   * TLS listeners: a bound on handshakes in progress, further connections waiting unread
+   * (server/handshake-admission.ts); undefined: every connection is handshaken at once.
+   */
+  handshakeAdmission?: Omit<HandshakeAdmissionOptions, 'now'> | undefined;
 }
 
 export interface TlsListenOptions extends SecureContextOptions {
@@ -51,6 +58,12 @@ export interface TlsListenOptions extends SecureContextOptions {
 const MAX_WINDOW = 2 ** 31 - 1;
 /** After an idle connection's GOAWAY, how long before it is destroyed if it has not closed. */
 const CLOSE_GRACE_MS = 5000;
+/**
+ * With admission control, a handshake holds a slot until it ends: one that has not finished in
+ * this long (a client that stalls mid-handshake) is failed, so that stalled clients cannot hold
+ * every slot. Node's default is 120 s.
+ */
+const ADMITTED_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export class GrpcServer {
   private readonly listeners: (http2.Http2Server | http2.Http2SecureServer)[] = [];
@@ -58,6 +71,7 @@ export class GrpcServer {
   private readonly links = new WeakMap<http2.Http2Session, Http2LinkTuner>();
   private readonly activity = new WeakMap<http2.Http2Session, ReadActivity>();
   private readonly keepalive: KeepaliveSweeper;
+  private readonly admissions: HandshakeAdmission[] = [];
   private accepting = true;
 
   constructor(
@@ -86,9 +100,11 @@ export class GrpcServer {
     tls: TlsListenOptions,
   ): Promise<{ port: number; setSecureContext: (options: SecureContextOptions) => void }> {
     const http1 = this.options.http1;
+    const admission = this.options.handshakeAdmission;
     const server = http2.createSecureServer({
       ...this.http2Options(),
       ...tls,
+      ...(admission ? { handshakeTimeout: ADMITTED_HANDSHAKE_TIMEOUT_MS } : {}),
       rejectUnauthorized: tls.requestCert,
       // h2 when offered, else http/1.1; no ALPN also reaches 'unknownProtocol' as HTTP/1.1.
       ...(http1 ? { ALPNCallback: preferHttp2 } : {}),
@@ -114,13 +130,20 @@ export class GrpcServer {
       this.options.onTlsClientError?.(err);
     });
     this.attach(server);
-    const bound = await listen(server, { host, port });
+    let listener: net.Server = server;
+    if (admission) {
+      const gate = new HandshakeAdmission(server, admission);
+      this.admissions.push(gate);
+      listener = gate.tcp;
+    }
+    const bound = await listen(listener, { host, port });
     return { port: bound.port, setSecureContext: (o) => server.setSecureContext(o) };
   }
 
   /** Graceful stop: no new connections, GOAWAY on open ones; their open streams go on. */
   stopAccepting(): void {
     this.accepting = false;
+    for (const a of this.admissions) a.close();
     for (const l of this.listeners) l.close();
     for (const s of this.sessions) s.close();
   }
