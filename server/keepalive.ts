@@ -41,6 +41,7 @@ export interface ReadActivity {
 }
 
 interface Watched {
+  key: object;
   target: KeepaliveTarget;
   activity: ReadActivity;
   /** `activity.reads` at the last sweep. */
@@ -96,6 +97,7 @@ export class KeepaliveSweeper {
     const activity: ReadActivity = { reads: 0 };
     if (this.options.intervalMs <= 0) return activity;
     this.watched.set(key, {
+      key,
       target,
       activity,
       seen: 0,
@@ -142,7 +144,8 @@ export class KeepaliveSweeper {
     const now = this.now();
     const { intervalMs, timeoutMs } = this.options;
     const paced = (this.options.maxPingsPerSecond ?? 0) > 0;
-    for (const [key, w] of this.watched) {
+    // values(), not entries(): no [key, value] array per connection per sweep.
+    for (const w of this.watched.values()) {
       if (w.activity.reads !== w.seen) {
         w.seen = w.activity.reads;
         w.quietSince = now;
@@ -150,7 +153,7 @@ export class KeepaliveSweeper {
       }
       if (w.pingSentAt > 0) {
         if (now - w.pingSentAt < timeoutMs) continue;
-        this.forget(key);
+        this.forget(w.key);
         w.target.timedOut(timeoutMs);
         continue;
       }
