@@ -18,11 +18,25 @@ export interface LoggerOptions {
   destination?: NodeJS.WritableStream;
 }
 
+/** Log lines held while stdout is not being read; beyond this, new lines are dropped. */
+const MAX_PENDING_LOG_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Standard output, written from libuv's thread pool: a log line (the server writes one per dial)
+ * costs the event loop no write system call, and a reader that stops reading (a full pipe)
+ * stalls no connection. Lines that arrive while a write is under way go out together with the
+ * next one; pino flushes what is left synchronously when the process exits.
+ */
+function stdoutDestination(): pino.DestinationStream {
+  return pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: MAX_PENDING_LOG_BYTES });
+}
+
 export function createLogger(options: LoggerOptions): Logger {
   const level = options.level ?? levelForVerbosity(options.verbosity ?? 0);
   const base = { component: options.component };
-  return options.destination
-    ? pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, options.destination)
+  const destination = options.destination ?? (level === 'silent' ? undefined : stdoutDestination());
+  return destination
+    ? pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, destination)
     : pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime });
 }
 
