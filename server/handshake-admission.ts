@@ -35,10 +35,19 @@ function peerKey(socket: net.Socket): string | undefined {
     : `${remoteAddress}|${remotePort}`;
 }
 
+/**
+ * The TCP socket under a server-side TLS socket: Node keeps it as `_parent`. Not documented, so
+ * the peer's address is the fallback, and the TCP socket's 'close' the last resort.
+ */
+function parentOf(socket: tls.TLSSocket): unknown {
+  return (socket as unknown as { _parent?: unknown })._parent;
+}
+
 export class HandshakeAdmission {
   /** Accepts TCP connections for the TLS server: listen on this one. */
   readonly tcp: net.Server;
-  private readonly inProgress = new Map<string, net.Socket>();
+  /** Admitted connections whose handshake has not ended, with their peer at admission. */
+  private readonly inProgress = new Map<net.Socket, string | undefined>();
   private queue: (Waiting | undefined)[] = [];
   private head = 0;
   private readonly now: () => number;
@@ -53,10 +62,10 @@ export class HandshakeAdmission {
       this.arrive(socket);
     });
     secure.on('secureConnection', (socket: tls.TLSSocket) => {
-      this.finished(peerKey(socket));
+      this.ended(socket);
     });
     secure.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => {
-      this.finished(peerKey(socket));
+      this.ended(socket);
     });
   }
 
@@ -77,6 +86,12 @@ export class HandshakeAdmission {
     this.report();
   }
 
+  /** As close(), and the handshakes under way are cut too. */
+  destroy(): void {
+    this.close();
+    for (const socket of [...this.inProgress.keys()]) socket.destroy();
+  }
+
   private arrive(socket: net.Socket): void {
     // A waiting connection that fails is dropped at its turn; until then nobody reads it.
     socket.on('error', () => undefined);
@@ -90,21 +105,41 @@ export class HandshakeAdmission {
   }
 
   private admit(socket: net.Socket): void {
-    const key = peerKey(socket);
-    if (key === undefined) {
-      socket.destroy(); // already gone
-      return;
-    }
-    this.inProgress.set(key, socket);
+    if (socket.destroyed) return;
+    this.inProgress.set(socket, peerKey(socket));
+    // The last resort: whatever became of the handshake, the slot is free once the connection is.
     socket.once('close', () => {
-      if (this.inProgress.get(key) === socket) this.finished(key);
+      this.release(socket);
     });
-    this.secure.emit('connection', socket);
+    try {
+      this.secure.emit('connection', socket);
+    } catch {
+      // A 'connection' listener threw: this connection cannot be served, the others can.
+      socket.destroy();
+      this.release(socket);
+    }
   }
 
-  /** A handshake ended (done, failed, or its connection closed): the next one may start. */
-  private finished(key: string | undefined): void {
-    if (key === undefined || !this.inProgress.delete(key)) return;
+  /** A TLS handshake ended, done or failed: finds its connection's slot. */
+  private ended(tlsSocket: tls.TLSSocket): void {
+    const parent = parentOf(tlsSocket);
+    if (parent instanceof net.Socket && this.inProgress.has(parent)) {
+      this.release(parent);
+      return;
+    }
+    const key = peerKey(tlsSocket);
+    if (key === undefined) return; // gone already: its 'close' frees the slot
+    for (const [socket, admittedAs] of this.inProgress) {
+      if (admittedAs === key) {
+        this.release(socket);
+        return;
+      }
+    }
+  }
+
+  /** The next waiting connections may start their handshakes. */
+  private release(socket: net.Socket): void {
+    if (!this.inProgress.delete(socket)) return;
     const now = this.now();
     while (this.inProgress.size < this.options.maxInProgress && this.head < this.queue.length) {
       const next = this.queue[this.head];

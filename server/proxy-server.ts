@@ -130,7 +130,7 @@ const DEFAULT_MAX_CONCURRENT_REVIEWS = 128;
 const DEFAULT_MAX_CONCURRENT_AGENT_HANDSHAKES = 64;
 /** Shorter than the agents' own 15 s: one that waited longer has probably given up. */
 const AGENT_HANDSHAKE_MAX_WAIT_MS = 10_000;
-const DEFAULT_KEEPALIVE_PINGS_PER_SECOND = 50;
+const DEFAULT_KEEPALIVE_PINGS_PER_SECOND = 10;
 
 export class ProxyServer {
   readonly metrics: ServerMetrics;

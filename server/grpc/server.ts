@@ -7,8 +7,7 @@
 // grpc-timeout, statuses in trailers or trailers-only, UNIMPLEMENTED for other methods, and
 // GOAWAY before a graceful stop. Our own clients and grpc-js clients (tests) talk to it.
 import http2 from 'node:http2';
-import type net from 'node:net';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket, SecureContextOptions } from 'node:tls';
 import { listen } from '../../common/listen.js';
 import type { Logger } from '../../common/log.js';
@@ -60,8 +59,8 @@ const MAX_WINDOW = 2 ** 31 - 1;
 const CLOSE_GRACE_MS = 5000;
 /**
  * With admission control, a handshake holds a slot until it ends: one that has not finished in
- * this long (a client that stalls mid-handshake) is failed, so that stalled clients cannot hold
- * every slot. Node's default is 120 s.
+ * this long (a client that stalls mid-handshake) is failed and its connection closed, so that
+ * stalled clients cannot hold every slot. Node's default is 120 s.
  */
 const ADMITTED_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -123,14 +122,16 @@ export class GrpcServer {
       socket.on('error', (err: Error) => this.log.debug({ error: err.message }, 'TLS connection error'));
       this.options.onSecureConnection?.(socket);
     });
-    server.on('tlsClientError', (err: Error) => {
+    server.on('tlsClientError', (err: Error, socket: TLSSocket | undefined) => {
       // Per client at debug: a reconnect storm makes hundreds of these (clients that gave up
       // mid-handshake); the agent port counts them in a metric.
       this.log.debug({ error: err.message }, 'TLS handshake with client failed');
       this.options.onTlsClientError?.(err);
+      // Node leaves a socket whose handshake timed out open: a client that stalls must not keep it.
+      socket?.destroy();
     });
     this.attach(server);
-    let listener: net.Server = server;
+    let listener: NetServer = server;
     if (admission) {
       const gate = new HandshakeAdmission(server, admission);
       this.admissions.push(gate);
@@ -151,6 +152,7 @@ export class GrpcServer {
   /** Closes every listener and connection at once. */
   destroy(): void {
     this.stopAccepting();
+    for (const a of this.admissions) a.destroy();
     for (const s of this.sessions) s.destroy();
   }
 

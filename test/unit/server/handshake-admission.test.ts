@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { HandshakeAdmission, type HandshakeAdmissionOptions } from '../../../server/handshake-admission.js';
 import { testPki, type TestPki } from '../../support/pki.js';
-import { waitFor } from '../../support/wait.js';
+import { waitFor, within } from '../../support/wait.js';
 
 describe('TLS handshake admission', () => {
   let pki: TestPki;
@@ -69,12 +69,14 @@ describe('TLS handshake admission', () => {
   function handshake(socket: net.Socket): Promise<string> {
     const t = tls.connect({ socket, ca: pki.pki.ca.cert, servername: 'localhost' });
     cleanups.push(() => t.destroy());
-    return new Promise<string>((resolve, reject) => {
+    const answered = new Promise<string>((resolve, reject) => {
       let text = '';
       t.on('data', (d: Buffer) => (text += d.toString()));
       t.once('end', () => resolve(text));
       t.once('error', reject);
     });
+    // A slot that is never freed shows as this failing, not as a test that hangs.
+    return within(answered, 10_000, 'the handshake and the answer');
   }
 
   it('holds connections beyond the bound unread and admits them as handshakes end', async () => {
@@ -115,11 +117,26 @@ describe('TLS handshake admission', () => {
     late.on('error', () => undefined);
     now = 10_001;
     assert.equal(await handshake(holder), 'hello');
-    await lateClosed;
+    await within(lateClosed, 10_000, 'the late connection closed');
     assert.equal(expired.n, 1);
     await waitFor('nothing left', () => gate.handshaking === 0 && gate.waiting === 0);
     // The server goes on: a new client is served.
     assert.equal(await handshake(await rawConnection(port)), 'hello');
+  });
+
+  it('closes the waiting connections on close(), and the admitted ones on destroy()', async () => {
+    const { port, gate } = await start({ maxInProgress: 1, maxWaitMs: 60_000 });
+    const admitted = await rawConnection(port);
+    const waiting = await rawConnection(port);
+    await waitFor('one admitted, one waiting', () => gate.handshaking === 1 && gate.waiting === 1);
+    const closed = (s: net.Socket) => new Promise<void>((resolve) => s.once('close', () => resolve()));
+    for (const s of [admitted, waiting]) s.on('error', () => undefined);
+    const admittedClosed = closed(admitted);
+    gate.close();
+    await within(closed(waiting), 10_000, 'the waiting connection closed');
+    assert.equal(admitted.destroyed, false, 'an admitted handshake goes on after close()');
+    gate.destroy();
+    await within(admittedClosed, 10_000, 'the admitted connection closed');
   });
 
   it('refuses garbage from one client and serves the next', async () => {
