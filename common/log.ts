@@ -40,6 +40,23 @@ export function createLogger(options: LoggerOptions): Logger {
     : pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime });
 }
 
+/** How long an exit waits for stdout to take the last log lines (a stalled reader). */
+const EXIT_FLUSH_WAIT_MS = 2000;
+
+/**
+ * Exits once the log lines written so far have reached stdout, in order (pino's own flush at
+ * exit does not wait for a write already under way).
+ */
+export function exitAfterFlush(log: Logger, code: number): void {
+  const exit = () => process.exit(code);
+  setTimeout(exit, EXIT_FLUSH_WAIT_MS);
+  try {
+    log.flush(exit);
+  } catch {
+    exit();
+  }
+}
+
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

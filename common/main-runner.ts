@@ -1,7 +1,7 @@
 // Shared start-up of the two binaries: parse flags, build a logger, start, and turn SIGTERM
 // and SIGINT into a graceful stop. Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage.
 import { FlagError, parseFlags, usage, type FlagTable, type ParseResult } from './flags/flag-set.js';
-import { createLogger, errorText, type Logger } from './log.js';
+import { createLogger, errorText, exitAfterFlush, type Logger } from './log.js';
 import { hideKnownWarnings } from './process-warnings.js';
 
 export interface Runnable {
@@ -35,7 +35,8 @@ export async function runMain<T extends FlagTable>(
     const bad = err instanceof FlagError || (err as { code?: string }).code === 'KNP_CONFIG';
     log.fatal({ error: errorText(err) }, bad ? 'invalid configuration' : 'failed to start');
     process.stderr.write(`${command}: ${errorText(err)}\n`);
-    process.exit(bad ? 2 : 1);
+    exitAfterFlush(log, bad ? 2 : 1);
+    return;
   }
   let stopping = false;
   const stop = (signal: string) => {
@@ -48,11 +49,11 @@ export async function runMain<T extends FlagTable>(
     running.shutdown().then(
       () => {
         log.info('stopped');
-        process.exit(0);
+        exitAfterFlush(log, 0);
       },
       (err: unknown) => {
         log.error({ error: errorText(err) }, 'shutdown failed');
-        process.exit(1);
+        exitAfterFlush(log, 1);
       },
     );
   };
