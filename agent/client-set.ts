@@ -158,7 +158,12 @@ export class ClientSet {
       this.connecting = false;
       const delay = this.backoff.next();
       config.log.warn(
-        { address: config.address, error: errorText(err), retryInMs: delay },
+        {
+          address: config.address,
+          error: errorText(err),
+          retryInMs: delay,
+          backoffWindowMs: this.backoff.window,
+        },
         'cannot connect to proxy-server',
       );
       this.schedule(delay);

@@ -6,6 +6,7 @@ export type Jitter = number | 'full';
 
 export class Backoff {
   private current: number;
+  private lastWindow = 0;
   constructor(
     private readonly initialMs: number,
     private readonly capMs: number,
@@ -19,10 +20,16 @@ export class Backoff {
   /** The next delay; each call grows the following one up to the cap. */
   next(): number {
     const base = this.current;
+    this.lastWindow = base;
     this.current = Math.min(this.capMs, Math.max(1, this.current * this.factor));
     if (this.jitter === 'full') return Math.floor(this.random() * base);
     const delta = base * this.jitter * (this.random() * 2 - 1);
     return Math.max(0, Math.min(this.capMs, Math.round(base + delta)));
+  }
+
+  /** The interval the last delay was drawn around (full jitter: drawn below); it grows. */
+  get window(): number {
+    return this.lastWindow;
   }
 
   reset(): void {

@@ -127,7 +127,10 @@ describe('agents behind HTTP proxies', { skip: missing }, () => {
       });
       for (const l of refusals)
         assert.match(String(l.error), /refused CONNECT 127\.0\.0\.1:1: HTTP\/1\.1 403 Forbidden/);
-      assert.ok(Number(refusals[1]?.retryInMs) >= Number(refusals[0]?.retryInMs), 'backoff');
+      // Full jitter: each wait is drawn below a window that grows.
+      assert.ok(Number(refusals[1]?.backoffWindowMs) > Number(refusals[0]?.backoffWindowMs), 'backoff grows');
+      for (const l of refusals)
+        assert.ok(Number(l.retryInMs) < Number(l.backoffWindowMs), 'wait within its window');
       await stopAgents();
     });
 

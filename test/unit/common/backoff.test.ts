@@ -12,7 +12,9 @@ describe('Backoff', () => {
   it('with full jitter draws each delay from [0, window) and grows the window to the cap', () => {
     const b = new Backoff(1000, 10_000, 1.5, 'full', draws([0.999999, 0, 0.5]));
     assert.equal(b.next(), 999); // window 1000
+    assert.equal(b.window, 1000);
     assert.equal(b.next(), 0); // window 1500: a draw of 0 retries at once
+    assert.equal(b.window, 1500);
     assert.equal(b.next(), 1125); // window 2250
     const windows = Array.from({ length: 20 }, () => b.next());
     assert.ok(Math.max(...windows) < 10_000, 'never beyond the cap');
