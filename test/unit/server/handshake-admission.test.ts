@@ -65,6 +65,17 @@ describe('TLS handshake admission', () => {
     return socket;
   }
 
+  /** With one slot: a connection that holds it, and one waiting behind it. */
+  async function admittedAndWaiting(
+    port: number,
+    gate: HandshakeAdmission,
+  ): Promise<[net.Socket, net.Socket]> {
+    const admitted = await rawConnection(port);
+    const waiting = await rawConnection(port);
+    await waitFor('one admitted, one waiting', () => gate.handshaking === 1 && gate.waiting === 1);
+    return [admitted, waiting];
+  }
+
   /** Runs the handshake on a connected socket and reads what the server says after it. */
   function handshake(socket: net.Socket): Promise<string> {
     const t = tls.connect({ socket, ca: pki.pki.ca.cert, servername: 'localhost' });
@@ -99,9 +110,7 @@ describe('TLS handshake admission', () => {
 
   it('frees a slot when an admitted client hangs up mid-handshake', async () => {
     const { port, gate } = await start({ maxInProgress: 1, maxWaitMs: 60_000 });
-    const quitter = await rawConnection(port);
-    const next = await rawConnection(port);
-    await waitFor('one admitted, one waiting', () => gate.handshaking === 1 && gate.waiting === 1);
+    const [quitter, next] = await admittedAndWaiting(port, gate);
     const nextDone = handshake(next);
     quitter.destroy();
     assert.equal(await nextDone, 'hello');
@@ -110,9 +119,7 @@ describe('TLS handshake admission', () => {
   it('closes, unread, a connection that waited longer than maxWaitMs', async () => {
     let now = 0;
     const { port, gate, expired } = await start({ maxInProgress: 1, maxWaitMs: 10_000, now: () => now });
-    const holder = await rawConnection(port);
-    const late = await rawConnection(port);
-    await waitFor('one admitted, one waiting', () => gate.handshaking === 1 && gate.waiting === 1);
+    const [holder, late] = await admittedAndWaiting(port, gate);
     const lateClosed = new Promise<void>((resolve) => late.once('close', () => resolve()));
     late.on('error', () => undefined);
     now = 10_001;
@@ -126,9 +133,7 @@ describe('TLS handshake admission', () => {
 
   it('closes the waiting connections on close(), and the admitted ones on destroy()', async () => {
     const { port, gate } = await start({ maxInProgress: 1, maxWaitMs: 60_000 });
-    const admitted = await rawConnection(port);
-    const waiting = await rawConnection(port);
-    await waitFor('one admitted, one waiting', () => gate.handshaking === 1 && gate.waiting === 1);
+    const [admitted, waiting] = await admittedAndWaiting(port, gate);
     const closed = (s: net.Socket) => new Promise<void>((resolve) => s.once('close', () => resolve()));
     for (const s of [admitted, waiting]) s.on('error', () => undefined);
     const admittedClosed = closed(admitted);
@@ -141,9 +146,7 @@ describe('TLS handshake admission', () => {
 
   it('refuses garbage from one client and serves the next', async () => {
     const { port, gate } = await start({ maxInProgress: 1, maxWaitMs: 60_000 });
-    const junk = await rawConnection(port);
-    const good = await rawConnection(port);
-    await waitFor('one admitted, one waiting', () => gate.handshaking === 1 && gate.waiting === 1);
+    const [junk, good] = await admittedAndWaiting(port, gate);
     const goodDone = handshake(good);
     junk.on('error', () => undefined);
     junk.write('GET / HTTP/1.1\r\n\r\n');
