@@ -7,18 +7,20 @@
 // and a handshake with it would be work thrown away.
 import net from 'node:net';
 import type tls from 'node:tls';
+import type { ConcurrencyObserver } from '../common/concurrency-limit.js';
+
+/** As for any concurrency limit (handshakes in progress, connections waiting), and expiry. */
+export interface HandshakeObserver extends ConcurrencyObserver {
+  /** A connection waited too long and was closed unread. */
+  expired(): void;
+}
 
 export interface HandshakeAdmissionOptions {
   /** TLS handshakes in progress at once. */
   maxInProgress: number;
   /** A connection that waited this long for its turn is closed without a handshake. */
   maxWaitMs: number;
-  /** Called whenever the number waiting or in progress changes. */
-  changed?: (inProgress: number, waiting: number) => void;
-  /** A connection had to wait for its turn. */
-  queued?: () => void;
-  /** A connection waited too long and was closed unread. */
-  expired?: () => void;
+  observer?: HandshakeObserver;
   now?: () => number;
 }
 
@@ -99,7 +101,7 @@ export class HandshakeAdmission {
       this.admit(socket);
     } else {
       this.queue.push({ socket, since: this.now() });
-      this.options.queued?.();
+      this.options.observer?.queued();
     }
     this.report();
   }
@@ -147,7 +149,7 @@ export class HandshakeAdmission {
       if (!next || next.socket.destroyed) continue;
       if (now - next.since > this.options.maxWaitMs) {
         next.socket.destroy();
-        this.options.expired?.();
+        this.options.observer?.expired();
         continue;
       }
       this.admit(next.socket);
@@ -163,6 +165,6 @@ export class HandshakeAdmission {
   }
 
   private report(): void {
-    this.options.changed?.(this.inProgress.size, this.waiting);
+    this.options.observer?.changed(this.inProgress.size, this.waiting);
   }
 }

@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { StreamMetrics } from '../common/stream-metrics.js';
 import type { ConcurrencyObserver } from '../common/concurrency-limit.js';
+import type { HandshakeObserver } from './handshake-admission.js';
 
 const PREFIX = 'konnectivity_network_proxy_server_';
 // Upstream's buckets (1 µs .. 12.5 s).
@@ -187,6 +188,22 @@ export class ServerMetrics {
       },
       queued: () => {
         this.tokenReviewsQueued.inc();
+      },
+    };
+  }
+
+  /** Feeds the agent-port handshake gauges and counters from the handshake admission. */
+  agentHandshakeObserver(): HandshakeObserver {
+    return {
+      changed: (inProgress, waiting) => {
+        this.agentTlsHandshakesInProgress.set(inProgress);
+        this.agentTlsHandshakesWaiting.set(waiting);
+      },
+      queued: () => {
+        this.agentTlsHandshakesQueued.inc();
+      },
+      expired: () => {
+        this.agentTlsHandshakesExpired.inc();
       },
     };
   }

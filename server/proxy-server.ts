@@ -227,16 +227,10 @@ export class ProxyServer {
   private agentHandshakeAdmission(): GrpcServerOptions['handshakeAdmission'] {
     const max = this.config.limits?.maxConcurrentAgentHandshakes ?? DEFAULT_MAX_CONCURRENT_AGENT_HANDSHAKES;
     if (max <= 0) return undefined;
-    const m = this.metrics;
     return {
       maxInProgress: max,
       maxWaitMs: AGENT_HANDSHAKE_MAX_WAIT_MS,
-      changed: (inProgress, waiting) => {
-        m.agentTlsHandshakesInProgress.set(inProgress);
-        m.agentTlsHandshakesWaiting.set(waiting);
-      },
-      queued: () => m.agentTlsHandshakesQueued.inc(),
-      expired: () => m.agentTlsHandshakesExpired.inc(),
+      observer: this.metrics.agentHandshakeObserver(),
     };
   }
 

@@ -116,6 +116,16 @@ function dials(d: DialFigures): string {
 }
 
 /** The markdown table; a row per figure measured. */
+/** The rows of a restart phase, under `label`: all back, `extra`, log lines, load generator. */
+function restartRows(label: string, r: RestartFigures, extra: [string, string][] = []): [string, string][] {
+  return [
+    [`${label}: all agents back`, `${connected(r)} (server up after ${f2(r.serverStartSeconds)} s)`],
+    ...extra.map(([k, v]): [string, string] => [`${label}: ${k}`, v]),
+    [`${label}: server log lines (start to 2 s after all back)`, logLines(r.logLines, r.logMessages)],
+    [`${label}: load generator`, load(r)],
+  ];
+}
+
 export function scaleTable(r: ScaleResult): string {
   const n = r.agents;
   const rows: [string, string][] = [];
@@ -145,35 +155,14 @@ export function scaleTable(r: ScaleResult): string {
   if (r.dials?.withAgents) rows.push([`sequential dials p50 / p99, ${n} agents`, dials(r.dials.withAgents)]);
   if (r.dials?.oneAgent)
     rows.push(['sequential dials p50 / p99, 1 agent (own server)', dials(r.dials.oneAgent)]);
-  if (r.restart) {
-    rows.push([
-      'kill -9 and restart: all agents back',
-      `${connected(r.restart)} (server up after ${f2(r.restart.serverStartSeconds)} s)`,
-    ]);
-    rows.push([
-      'kill -9 and restart: server log lines (start to 2 s after all back)',
-      logLines(r.restart.logLines, r.restart.logMessages),
-    ]);
-    rows.push(['kill -9 and restart: load generator', load(r.restart)]);
-  }
+  if (r.restart) rows.push(...restartRows('kill -9 and restart', r.restart));
   if (r.auth) {
-    rows.push([
-      'restart with token auth: all agents back',
-      `${connected(r.auth)} (server up after ${f2(r.auth.serverStartSeconds)} s)`,
-    ]);
-    rows.push([
-      'restart with token auth: TokenReviews',
-      `${r.auth.reviews} (${f2(r.auth.reviews / n)} per agent)`,
-    ]);
-    rows.push([
-      'restart with token auth: peak concurrent TokenReviews',
-      `${r.auth.peakConcurrentReviews} (limit: ${r.auth.reviewLimit})`,
-    ]);
-    rows.push([
-      'restart with token auth: server log lines (start to 2 s after all back)',
-      logLines(r.auth.logLines, r.auth.logMessages),
-    ]);
-    rows.push(['restart with token auth: load generator', load(r.auth)]);
+    rows.push(
+      ...restartRows('restart with token auth', r.auth, [
+        ['TokenReviews', `${r.auth.reviews} (${f2(r.auth.reviews / n)} per agent)`],
+        ['peak concurrent TokenReviews', `${r.auth.peakConcurrentReviews} (limit: ${r.auth.reviewLimit})`],
+      ]),
+    );
   }
   const title = `bench:scale, ${n} agents on ${r.workers} worker(s), server ${r.serverBin}`;
   return [

@@ -30,9 +30,7 @@ describe('TLS handshake admission', () => {
     order: number[];
   }
 
-  async function start(
-    options: Omit<HandshakeAdmissionOptions, 'changed' | 'queued' | 'expired'>,
-  ): Promise<Started> {
+  async function start(options: Omit<HandshakeAdmissionOptions, 'observer'>): Promise<Started> {
     const secure = tls.createServer({ cert: pki.pki.server.cert, key: pki.pki.server.key });
     const order: number[] = [];
     secure.on('secureConnection', (s: tls.TLSSocket) => {
@@ -44,9 +42,11 @@ describe('TLS handshake admission', () => {
     const expired = { n: 0 };
     const gate = new HandshakeAdmission(secure, {
       ...options,
-      changed: (inProgress) => (peak.inProgress = Math.max(peak.inProgress, inProgress)),
-      queued: () => queued.n++,
-      expired: () => expired.n++,
+      observer: {
+        changed: (inProgress) => (peak.inProgress = Math.max(peak.inProgress, inProgress)),
+        queued: () => queued.n++,
+        expired: () => expired.n++,
+      },
     });
     await new Promise<void>((resolve) => gate.tcp.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => gate.close());
