@@ -7,8 +7,8 @@ import type { ScaleOptions } from './args.js';
 import type { Cleanup } from './cleanup.js';
 import { CpuMeter, readRssKiB } from './proc-stats.js';
 import type { AuthFigures, ColdFigures, IdleFigures, RestartFigures } from './scale-result.js';
-import type { DialFigures } from './sequential-dials.js';
-import { runDialClient, startRealAgent } from './dial-processes.js';
+import { mergeDialFigures, type DialFigures, type DialsBesideAgents } from './sequential-dials.js';
+import { runDialClient, startRealAgent, type RealAgent } from './dial-processes.js';
 import { flagInHelp, serverHelp } from './server-help.js';
 import { messagesBetween, ServerUnderTest } from './server-under-test.js';
 import { epochNow } from './swarm-messages.js';
@@ -34,6 +34,8 @@ const LIMIT_FLAG = 'max-concurrent-token-reviews';
 const START_ATTEMPTS = 5;
 /** Log messages kept in the result, most frequent first. */
 const TOP_MESSAGES = 10;
+/** The N-agent dial phase runs in this many chunks per server, taken in turns. */
+const DIAL_CHUNKS = 6;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -178,10 +180,62 @@ export class ScalePhases {
     };
   }
 
-  /** Sequential dials with all N agents connected, through the same real agent as the baseline. */
-  async dialsWithAgents(): Promise<DialFigures> {
-    this.running();
-    return this.dialsThroughRealAgent(this.uds, this.agentPort);
+  /**
+   * Sequential dials with all N agents connected, through the same kind of real agent as the
+   * baseline, and a second baseline beside them: a server of its own with one agent, dialled
+   * in chunks taken in turns with the N-agent ones. Both then see the same machine: the load
+   * generator (its N connections and its own GC) and whatever else the box does, so what
+   * differs between the two figures is the server's N agents. The chunks alternate which
+   * server goes first.
+   */
+  async dialsWithAgents(): Promise<DialsBesideAgents> {
+    const { server, swarm } = this.running();
+    const uds = join(this.env.workDir, 'one-agent-alongside.sock');
+    const { server: baseline, agentPort: baselinePort } = await this.startServer(uds, 0, []);
+    const [targetHost] = this.env.targetAddress.split(':');
+    const host = targetHost ?? HOST;
+    const agents: RealAgent[] = [];
+    try {
+      for (const port of [this.agentPort, baselinePort]) {
+        const agent = await startRealAgent(this.env.files, port, host, this.timeoutMs);
+        this.env.cleanup.add('stop a dial agent', () => agent.stop());
+        agents.push(agent);
+      }
+      const before = swarm.totals();
+      const lines = server.logLines;
+      const messages = new Map(server.messages);
+      const cpu = new CpuMeter(server.pid, this.env.ticksPerSecond);
+      const loadCpu = new CpuMeter(process.pid, this.env.ticksPerSecond);
+      const t0 = performance.now();
+      const deadline = Date.now() + this.timeoutMs;
+      const withAgents: DialFigures[] = [];
+      const alongside: DialFigures[] = [];
+      const chunk = Math.ceil(this.o.dials / DIAL_CHUNKS);
+      for (let i = 0, left = this.o.dials; left > 0; i++, left -= chunk) {
+        const n = Math.min(chunk, left);
+        const runs: [string, DialFigures[]][] = [
+          [this.uds, withAgents],
+          [uds, alongside],
+        ];
+        if (i % 2 === 1) runs.reverse();
+        for (const [socket, into] of runs) {
+          into.push(await runDialClient(socket, this.env.targetAddress, n, deadline));
+        }
+      }
+      return {
+        ...mergeDialFigures(withAgents),
+        oneAgentAlongside: mergeDialFigures(alongside),
+        reconnects: totalsDelta(before, swarm.totals()).connects,
+        seconds: (performance.now() - t0) / 1000,
+        serverCpuSeconds: cpu.seconds(),
+        loadCpuSeconds: loadCpu.seconds(),
+        logLines: server.logLines - lines,
+        logMessages: messagesBetween(messages, server.messages).slice(0, TOP_MESSAGES),
+      };
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await baseline.kill();
+    }
   }
 
   /**

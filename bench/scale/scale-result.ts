@@ -1,6 +1,6 @@
 // The figures of one bench:scale run (written as JSON under bench/results/) and the table
 // printed from them.
-import type { DialFigures } from './sequential-dials.js';
+import type { DialFigures, DialsBesideAgents } from './sequential-dials.js';
 import type { ConnectWait, SwarmTotals } from './swarm.js';
 
 /** What the simulated agents went through in a connect phase. */
@@ -70,7 +70,7 @@ export interface ScaleResult {
   cold?: ColdFigures;
   memory?: MemoryFigures;
   idle?: IdleFigures;
-  dials?: { withAgents?: DialFigures; oneAgent?: DialFigures };
+  dials?: { withAgents?: DialsBesideAgents; oneAgent?: DialFigures };
   restart?: RestartFigures;
   auth?: AuthFigures;
   /** Phases that failed outright, with why. */
@@ -152,9 +152,24 @@ export function scaleTable(r: ScaleResult): string {
       `${f2(r.idle.cpuPercent)}% of one core (${r.idle.reconnects} reconnects; log lines: ${logLines(r.idle.logLines, r.idle.logMessages)})`,
     ]);
   }
-  if (r.dials?.withAgents) rows.push([`sequential dials p50 / p99, ${n} agents`, dials(r.dials.withAgents)]);
+  if (r.dials?.withAgents) {
+    const d = r.dials.withAgents;
+    rows.push([`sequential dials p50 / p99, ${n} agents`, dials(d)]);
+    rows.push([
+      `sequential dials p50 / p99, 1 agent (own server, in turns with the ${n}-agent dials: the same machine load)`,
+      dials(d.oneAgentAlongside),
+    ]);
+    rows.push([
+      `during those dials (${f2(d.seconds)} s): ${n}-agent server CPU per dial, load generator CPU`,
+      `${f2((d.serverCpuSeconds * 1000) / Math.max(1, d.done))} ms, ${f2((d.loadCpuSeconds / d.seconds) * 100)}% of one core; ` +
+        `${d.reconnects} agents reconnected; server log lines: ${logLines(d.logLines, d.logMessages)}`,
+    ]);
+  }
   if (r.dials?.oneAgent)
-    rows.push(['sequential dials p50 / p99, 1 agent (own server)', dials(r.dials.oneAgent)]);
+    rows.push([
+      'sequential dials p50 / p99, 1 agent (own server, before any agents connect)',
+      dials(r.dials.oneAgent),
+    ]);
   if (r.restart) rows.push(...restartRows('kill -9 and restart', r.restart));
   if (r.auth) {
     rows.push(

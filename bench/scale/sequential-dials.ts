@@ -15,6 +15,27 @@ export interface DialFigures {
   p99Ms: number;
   /** The first failure, to say why in the table. */
   firstError?: string;
+  /** Every dial that echoed, in ms, sorted: chunks of one run are merged from these. */
+  samplesMs: number[];
+}
+
+/**
+ * With N agents: the dials, a one-agent baseline taken in turns with them (the same machine
+ * load: the load generator and its N connections run throughout), and what else the server
+ * did meanwhile.
+ */
+export interface DialsBesideAgents extends DialFigures {
+  /** Through a server of its own with one agent, in chunks alternating with the N-agent ones. */
+  oneAgentAlongside: DialFigures;
+  /** Simulated agents that connected again meanwhile (each one a TLS handshake on the server). */
+  reconnects: number;
+  /** The whole phase, both servers' dials. */
+  seconds: number;
+  /** CPU of the N-agent server (it is idle while the baseline's chunks run). */
+  serverCpuSeconds: number;
+  loadCpuSeconds: number;
+  logLines: number;
+  logMessages: [message: string, lines: number][];
 }
 
 const DIAL_TIMEOUT_MS = 30_000;
@@ -76,8 +97,24 @@ export async function sequentialDials(
     dials: count,
     done: samples.length,
     failed,
+    samplesMs: samples,
     p50Ms: percentile(samples, 0.5),
     p99Ms: percentile(samples, 0.99),
     ...(firstError === undefined ? {} : { firstError }),
+  };
+}
+
+/** One set of figures from chunks of the same kind of dial. */
+export function mergeDialFigures(chunks: DialFigures[]): DialFigures {
+  const samples = chunks.flatMap((c) => c.samplesMs).sort((a, b) => a - b);
+  const firstError = chunks.find((c) => c.firstError !== undefined)?.firstError;
+  return {
+    dials: chunks.reduce((n, c) => n + c.dials, 0),
+    done: samples.length,
+    failed: chunks.reduce((n, c) => n + c.failed, 0),
+    ...(firstError === undefined ? {} : { firstError }),
+    samplesMs: samples,
+    p50Ms: percentile(samples, 0.5),
+    p99Ms: percentile(samples, 0.99),
   };
 }

@@ -23,7 +23,9 @@ const ROWS = [
   'server RSS per agent',
   'server idle CPU over 1 s',
   'sequential dials p50 / p99, 20 agents',
-  'sequential dials p50 / p99, 1 agent',
+  'sequential dials p50 / p99, 1 agent (own server, in turns with the 20-agent dials',
+  'during those dials',
+  'sequential dials p50 / p99, 1 agent (own server, before any agents connect)',
   'kill -9 and restart: all agents back',
   'kill -9 and restart: server log lines',
   'restart with token auth: all agents back',
@@ -92,6 +94,9 @@ describe('npm run bench:scale', () => {
       `peak ${String(result.auth?.peakConcurrentReviews)}`,
     );
     assert.equal(result.dials?.withAgents?.done, 100);
+    assert.equal(result.dials.withAgents.oneAgentAlongside.done, 100);
+    assert.equal(result.dials.withAgents.reconnects, 0, 'no agent reconnected during the dials');
     assert.equal(result.dials.oneAgent?.done, 100);
+    assert.doesNotMatch(readFileSync(out, 'utf8'), /samplesMs/, 'the JSON keeps percentiles, not samples');
   });
 });
