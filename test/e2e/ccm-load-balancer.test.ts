@@ -4,7 +4,7 @@
 // loopback addresses standing in for each node's nodePorts, the fake Kubernetes API, and the
 // CCM as a real process listening on pool addresses of 127.0.0.0/8. Every byte from a client
 // to a backend goes CCM listener → tunnel → the node's agent → nodePort.
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,7 +21,7 @@ import {
 } from '../support/ccm.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { FakeKubeApi, type KubeObject } from '../support/fake-kube-api.js';
-import { httpGet } from '../support/processes.js';
+import { httpGet, type Proc } from '../support/processes.js';
 import { deterministicChunks, hashOf, readAll, readAllHash, writeAll } from '../support/targets.js';
 import { waitFor } from '../support/wait.js';
 
@@ -352,6 +352,7 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
   let web: { port: number; servers: Map<NodeName, net.Server> };
   let proxyAware: { port: number; servers: Map<NodeName, net.Server> };
   let health: { port: number; servers: Map<NodeName, http.Server> };
+  const agents = new Map<NodeName, Proc>();
   const webSockets = new Set<net.Socket>();
   const cleanups: (() => Promise<unknown>)[] = [];
 
@@ -413,12 +414,13 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
     cluster = await startCluster('grpc', 'uds', { agents: 0, serverArgs: ['--proxy-strategies=destHost'] });
     cleanups.push(() => cluster.stop());
     for (const node of NODES) {
-      await cluster.startAgent([
+      const agent = await cluster.startAgent([
         `--agent-id=agent-${node.name}`,
         `--agent-identifiers=host=${node.name}&ipv4=${node.ip}`,
         // Each backend is reachable only through its own node's agent.
         `--allowed-destinations=${node.ip}/32`,
       ]);
+      agents.set(node.name, agent);
     }
     web = await onEveryNode(webServer);
     for (const server of web.servers.values()) {
@@ -470,6 +472,22 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
     };
   });
   let startStandby: () => Promise<CcmInfo>;
+
+  // A failure here has been seen once, under the load of the whole suite, and not since: the
+  // processes' own words are what would tell why next time.
+  afterEach((t) => {
+    // TestContext.passed (Node 20.12+) is not in this @types/node.
+    if ((t as { passed?: boolean }).passed !== false) return;
+    const procs: [string, Proc | undefined][] = [
+      ['proxy-server', cluster.server.proc],
+      ...[...agents].map(([node, p]): [string, Proc] => [`agent on ${node}`, p]),
+      ['konnectivity-ccm', ccm.proc],
+      ['konnectivity-ccm standby', standby?.proc],
+    ];
+    for (const [name, p] of procs) {
+      if (p) process.stderr.write(`--- ${name}, last lines:\n${p.tail()}\n`);
+    }
+  });
 
   after(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);

@@ -63,6 +63,12 @@ export class Proc {
     return this.parsed;
   }
 
+  /** The last `n` lines it wrote to stdout, then what it wrote to stderr: for a failed test's report. */
+  tail(n = 40): string {
+    const err = this.stderr.join('').trimEnd();
+    return [...this.raw.slice(-n), ...(err ? ['--- stderr', err.slice(-4000)] : [])].join('\n');
+  }
+
   find(msg: string): LogLine | undefined {
     return this.lines.find((l) => l.msg === msg);
   }
