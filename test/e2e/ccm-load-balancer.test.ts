@@ -478,10 +478,12 @@ describe('konnectivity-ccm service load balancers through the tunnel', () => {
   afterEach((t) => {
     // TestContext.passed (Node 20.12+) is not in this @types/node.
     if ((t as { passed?: boolean }).passed !== false) return;
+    // Unset if `before` failed part way.
+    const started = { cluster: cluster as Cluster | undefined, ccm: ccm as CcmInfo | undefined };
     const procs: [string, Proc | undefined][] = [
-      ['proxy-server', cluster.server.proc],
+      ['proxy-server', started.cluster?.server.proc],
       ...[...agents].map(([node, p]): [string, Proc] => [`agent on ${node}`, p]),
-      ['konnectivity-ccm', ccm.proc],
+      ['konnectivity-ccm', started.ccm?.proc],
       ['konnectivity-ccm standby', standby?.proc],
     ];
     for (const [name, p] of procs) {
