@@ -19,6 +19,13 @@ export class BackendManager {
   private readonly defaultRoute = new BackendPool();
   /** Agents that sent DRAIN, so readiness and the gauge need no scan of every agent. */
   private readonly draining = new Set<Backend>();
+  /**
+   * agentID → its streams, oldest first. Only the first is routed to, as upstream does: an
+   * agent that reaches a server twice (several servers behind one address) closes the later
+   * stream as soon as it reads our server ID, and a dial sent down that stream meanwhile fails.
+   * When the first goes, the next (if still open) takes over.
+   */
+  private readonly byAgent = new Map<string, Backend[]>();
 
   constructor(
     private readonly metrics: ServerMetrics,
@@ -26,15 +33,35 @@ export class BackendManager {
   ) {}
 
   add(backend: Backend): void {
-    this.backends.add(backend);
-    this.index(backend);
-    this.updateGauges();
+    const streams = this.byAgent.get(backend.agentID);
+    if (streams) {
+      if (!streams.includes(backend)) streams.push(backend);
+      return;
+    }
+    this.byAgent.set(backend.agentID, [backend]);
+    this.route(backend);
   }
 
   remove(backend: Backend): void {
-    if (!this.backends.delete(backend)) return;
+    const streams = this.byAgent.get(backend.agentID);
+    const at = streams?.indexOf(backend) ?? -1;
+    if (!streams || at < 0) return;
+    streams.splice(at, 1);
+    if (streams.length === 0) this.byAgent.delete(backend.agentID);
+    if (at > 0) return; // a later stream, never routed to
+    this.backends.delete(backend);
     this.unindex(backend);
     this.draining.delete(backend);
+    const next = streams[0];
+    if (next) this.route(next);
+    else this.updateGauges();
+  }
+
+  /** Makes `backend` the one its agent's dials go to. */
+  private route(backend: Backend): void {
+    this.backends.add(backend);
+    this.index(backend);
+    if (backend.draining) this.draining.add(backend);
     this.updateGauges();
   }
 
@@ -127,6 +154,7 @@ export class BackendManager {
     return out;
   }
 
+  /** Agents connected (by agent ID; an agent with two streams counts once, as upstream). */
   get size(): number {
     return this.backends.size;
   }
@@ -136,8 +164,9 @@ export class BackendManager {
     return this.backends.size - this.draining.size;
   }
 
+  /** Every agent stream, an agent's first stream before its later ones. */
   list(): Backend[] {
-    return this.backends.toArray();
+    return [...this.byAgent.values()].flat();
   }
 
   private updateGauges(): void {
@@ -238,10 +267,6 @@ class BackendPool implements Iterable<Backend> {
 
   sample(): Backend | undefined {
     return this.items[Math.floor(Math.random() * this.items.length)];
-  }
-
-  toArray(): Backend[] {
-    return [...this.items];
   }
 
   [Symbol.iterator](): Iterator<Backend> {

@@ -7,7 +7,7 @@ import { dial, ErrorCode, type TunnelError } from '../../ccm-integration/dialer/
 import { PacketType, packets, type Packet } from '../../proto/packet.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { connectScriptedAgent, type PacketQueue, type ScriptedAgent } from '../support/scripted-agent.js';
-import { metric } from '../support/processes.js';
+import { httpGet, metric } from '../support/processes.js';
 import { waitFor, within } from '../support/wait.js';
 
 describe('with a scripted agent', () => {
@@ -150,5 +150,62 @@ describe('with a scripted agent that negotiates flow control', () => {
     sock.resume(); // the end is queued behind what the client has not read yet
     await within(closed, 10_000, 'the client connection closing');
     sock.destroy();
+  });
+});
+
+describe('an agent with two streams to one server (several servers behind one address)', () => {
+  let cluster: Cluster;
+  const agents: ScriptedAgent[] = [];
+  before(async () => {
+    cluster = await startCluster('grpc', 'uds', { agents: 0 });
+  });
+  after(async () => {
+    for (const a of agents) a.close();
+    await cluster.stop();
+  });
+
+  const streamsOf = async (agentID: string): Promise<number> => {
+    const { body } = await httpGet(cluster.server.adminPort, '/agents');
+    return (JSON.parse(body) as { agents: { agentID: string }[] }).agents.filter((a) => a.agentID === agentID)
+      .length;
+  };
+
+  /**
+   * Dials once, answers the DIAL_REQ with a refusal from whichever stream it reached, and
+   * returns that stream. Other packets (a DIAL_CLS for the dial before, if the client's cancel
+   * overtook our refusal) are passed over.
+   */
+  const dialReaches = async (streams: ScriptedAgent[], host: string): Promise<ScriptedAgent> => {
+    const dialing = dial(cluster.frontend, `${host}:80`);
+    const [reached, req] = await waitFor('the DIAL_REQ on one of the streams', () => {
+      for (const s of streams) {
+        for (let p = s.inbox.take(); p; p = s.inbox.take()) {
+          if (p.type === PacketType.DIAL_REQ) return [s, p] as const;
+          process.stderr.write(`passed over packet type ${String(p.type)}\n`);
+        }
+      }
+      return undefined;
+    });
+    reached.stream.write(packets.dialResponse(req.random, 0n, 'refused by the test'));
+    await assert.rejects(dialing);
+    return reached;
+  };
+
+  it("sends every dial down the agent's first stream, and down the second once the first is gone (upstream's rule)", async () => {
+    const first = await connectScriptedAgent(cluster, 'twice');
+    agents.push(first);
+    await waitFor('the first stream listed', async () => (await streamsOf('twice')) === 1);
+    // An agent behind a load balancer closes a second stream to a server it already holds as soon
+    // as it reads the server's ID; a dial sent down it meanwhile would fail. This one stays open.
+    const second = await connectScriptedAgent(cluster, 'twice');
+    agents.push(second);
+    await waitFor('both streams listed', async () => (await streamsOf('twice')) === 2);
+    for (let i = 0; i < 20; i++) {
+      const reached = await dialReaches([first, second], `node-${String(i)}.invalid`);
+      assert.equal(reached, first, `dial ${String(i)} went down the later stream`);
+    }
+    first.close();
+    await waitFor('the first stream gone', async () => (await streamsOf('twice')) === 1);
+    assert.equal(await dialReaches([first, second], 'after.invalid'), second);
   });
 });

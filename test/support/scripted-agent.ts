@@ -22,6 +22,14 @@ export class PacketQueue {
       else this.queue.push(p);
     });
   }
+  /** Packets received and not yet taken. */
+  get length(): number {
+    return this.queue.length;
+  }
+  /** The next packet if one is here, without waiting. */
+  take(): Packet | undefined {
+    return this.queue.shift();
+  }
   next(): Promise<Packet> {
     const p = this.queue.shift();
     if (p) return Promise.resolve(p);

@@ -99,4 +99,56 @@ describe('BackendManager', () => {
     assert.ok(other.ok);
     assert.equal(other.strategy, 'default');
   });
+
+  it("routes an agent's dials to its first stream only; a later one takes over when the first goes (upstream's rule)", () => {
+    const m = new BackendManager(metrics, ['destHost', 'default']);
+    const first = agent('twice', 'host=node-1');
+    const later = agent('twice', 'host=node-1');
+    const other = agent('other', 'host=node-2');
+    m.add(first);
+    m.add(later);
+    m.add(other);
+    assert.equal(m.size, 2, 'an agent with two streams counts once');
+    assert.deepEqual(m.list(), [first, later, other]);
+    // Over many dials the default strategy never picks the later stream, however idle it is.
+    for (let i = 0; i < 200; i++) {
+      const picked = m.pick('elsewhere.example');
+      assert.ok(picked.ok);
+      assert.notEqual(picked.backend, later);
+      picked.backend.pendingDials++;
+    }
+    const byHost = m.pick('node-1');
+    assert.ok(byHost.ok && byHost.backend === first);
+
+    m.remove(first);
+    const after = m.pick('node-1');
+    assert.ok(after.ok, 'the later stream now serves the agent');
+    assert.equal(after.backend, later);
+    assert.equal(after.strategy, 'destHost');
+    assert.equal(m.size, 2);
+
+    // Removing a stream that was never routed to leaves the routed one in place.
+    const third = agent('other', 'host=node-2');
+    m.add(third);
+    m.remove(third);
+    const still = m.pick('node-2');
+    assert.ok(still.ok && still.backend === other);
+  });
+
+  it('carries DRAIN and rerouted identifiers of a later stream over when it takes over', () => {
+    const m = new BackendManager(metrics, ['destHost']);
+    const first = agent('a', 'host=node-1');
+    const later = agent('a', 'host=node-1');
+    m.add(first);
+    m.add(later);
+    m.setDraining(later);
+    m.reroute(later, parseAgentIdentifiers('host=node-9').identifiers);
+    assert.equal(m.readyCount, 1, 'the first stream is not draining');
+    m.remove(first);
+    assert.equal(m.readyCount, 0, 'the stream that took over drains');
+    const picked = m.pick('node-9');
+    assert.ok(picked.ok, 'a draining agent still serves when no other can');
+    assert.equal(picked.backend, later);
+    assert.equal(m.pick('node-1').ok, false, 'the withdrawn claim is not routed');
+  });
 });
