@@ -20,12 +20,16 @@ export class BackendManager {
   /** Agents that sent DRAIN, so readiness and the gauge need no scan of every agent. */
   private readonly draining = new Set<Backend>();
   /**
-   * agentID → its streams, oldest first. Only the first is routed to, as upstream does: an
-   * agent that reaches a server twice (several servers behind one address) closes the later
-   * stream as soon as it reads our server ID, and a dial sent down that stream meanwhile fails.
-   * When the first goes, the next (if still open) takes over.
+   * agentID → its streams, oldest first. One of them is routed to: the oldest that is not
+   * draining (the oldest, if all are). As upstream, never a later stream while the first
+   * serves: an agent that reaches a server twice (several servers behind one address) closes
+   * the later stream as soon as it reads our server ID, and a dial sent down it meanwhile
+   * fails. A later stream takes over when the first goes or drains (a new agent process with
+   * the same ID, during a rollout that surges).
    */
   private readonly byAgent = new Map<string, Backend[]>();
+  /** agentID → the stream in the pools and indexes. */
+  private readonly routed = new Map<string, Backend>();
 
   constructor(
     private readonly metrics: ServerMetrics,
@@ -34,12 +38,10 @@ export class BackendManager {
 
   add(backend: Backend): void {
     const streams = this.byAgent.get(backend.agentID);
-    if (streams) {
-      if (!streams.includes(backend)) streams.push(backend);
-      return;
-    }
-    this.byAgent.set(backend.agentID, [backend]);
-    this.route(backend);
+    if (streams?.includes(backend)) return;
+    if (streams) streams.push(backend);
+    else this.byAgent.set(backend.agentID, [backend]);
+    this.settle(backend.agentID);
   }
 
   remove(backend: Backend): void {
@@ -48,21 +50,32 @@ export class BackendManager {
     if (!streams || at < 0) return;
     streams.splice(at, 1);
     if (streams.length === 0) this.byAgent.delete(backend.agentID);
-    if (at > 0) return; // a later stream, never routed to
+    if (this.routed.get(backend.agentID) === backend) this.unroute(backend);
+    this.settle(backend.agentID);
+  }
+
+  /** Routes the agent's dials to the stream that should have them now. */
+  private settle(agentID: string): void {
+    const streams = this.byAgent.get(agentID) ?? [];
+    const want = streams.find((b) => !b.draining) ?? streams[0];
+    const now = this.routed.get(agentID);
+    if (want !== now) {
+      if (now) this.unroute(now);
+      if (want) {
+        this.routed.set(agentID, want);
+        this.backends.add(want);
+        this.index(want);
+        if (want.draining) this.draining.add(want);
+      }
+    }
+    this.updateGauges();
+  }
+
+  private unroute(backend: Backend): void {
+    this.routed.delete(backend.agentID);
     this.backends.delete(backend);
     this.unindex(backend);
     this.draining.delete(backend);
-    const next = streams[0];
-    if (next) this.route(next);
-    else this.updateGauges();
-  }
-
-  /** Makes `backend` the one its agent's dials go to. */
-  private route(backend: Backend): void {
-    this.backends.add(backend);
-    this.index(backend);
-    if (backend.draining) this.draining.add(backend);
-    this.updateGauges();
   }
 
   /**
@@ -103,7 +116,7 @@ export class BackendManager {
     if (backend.draining) return;
     backend.draining = true;
     if (this.backends.has(backend)) this.draining.add(backend);
-    this.updateGauges();
+    this.settle(backend.agentID);
   }
 
   /** An agent for a dial to `host`, through the strategy chain in order. */

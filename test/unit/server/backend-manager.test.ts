@@ -151,4 +151,22 @@ describe('BackendManager', () => {
     assert.equal(picked.backend, later);
     assert.equal(m.pick('node-1').ok, false, 'the withdrawn claim is not routed');
   });
+
+  it('hands an agent whose first stream drains to its later stream at once (a new process with the same ID)', () => {
+    const m = new BackendManager(metrics, ['destHost']);
+    const old = agent('node-1-agent', 'host=node-1');
+    const fresh = agent('node-1-agent', 'host=node-1');
+    m.add(old);
+    m.add(fresh);
+    const before = m.pick('node-1');
+    assert.ok(before.ok && before.backend === old, 'the first stream serves while it is not draining');
+    m.setDraining(old);
+    const after = m.pick('node-1');
+    assert.ok(after.ok && after.backend === fresh, 'the draining stream hands over');
+    assert.equal(m.readyCount, 1);
+    m.remove(fresh);
+    const last = m.pick('node-1');
+    assert.ok(last.ok && last.backend === old, 'and serves again, draining, when nothing else can');
+    assert.equal(m.readyCount, 0);
+  });
 });
