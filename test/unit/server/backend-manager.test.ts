@@ -36,6 +36,16 @@ function agent(id: string, identifiers = ''): Backend {
   return new Backend(id, ids, '127.0.0.1:1', new Set(), { local: 0, peer: 0 }, idleStream, log, metrics);
 }
 
+/** A destHost manager holding two streams of one agent (host=node-1), the first added first. */
+function twoStreamsOfOneAgent(): [BackendManager, Backend, Backend] {
+  const m = new BackendManager(metrics, ['destHost']);
+  const first = agent('node-1-agent', 'host=node-1');
+  const later = agent('node-1-agent', 'host=node-1');
+  m.add(first);
+  m.add(later);
+  return [m, first, later];
+}
+
 /** Routes `dials` dials through `manager`, each one staying open (its agent's load grows). */
 function routeDials(manager: BackendManager, host: string, dials: number): Map<string, number> {
   const load = new Map<string, number>();
@@ -136,11 +146,7 @@ describe('BackendManager', () => {
   });
 
   it('carries DRAIN and rerouted identifiers of a later stream over when it takes over', () => {
-    const m = new BackendManager(metrics, ['destHost']);
-    const first = agent('a', 'host=node-1');
-    const later = agent('a', 'host=node-1');
-    m.add(first);
-    m.add(later);
+    const [m, first, later] = twoStreamsOfOneAgent();
     m.setDraining(later);
     m.reroute(later, parseAgentIdentifiers('host=node-9').identifiers);
     assert.equal(m.readyCount, 1, 'the first stream is not draining');
@@ -153,11 +159,7 @@ describe('BackendManager', () => {
   });
 
   it('hands an agent whose first stream drains to its later stream at once (a new process with the same ID)', () => {
-    const m = new BackendManager(metrics, ['destHost']);
-    const old = agent('node-1-agent', 'host=node-1');
-    const fresh = agent('node-1-agent', 'host=node-1');
-    m.add(old);
-    m.add(fresh);
+    const [m, old, fresh] = twoStreamsOfOneAgent();
     const before = m.pick('node-1');
     assert.ok(before.ok && before.backend === old, 'the first stream serves while it is not draining');
     m.setDraining(old);
