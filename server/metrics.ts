@@ -181,27 +181,17 @@ export class ServerMetrics {
 
   /** Feeds the token review gauges from the review limiter. */
   tokenReviewObserver(): ConcurrencyObserver {
-    return {
-      changed: (running, waiting) => {
-        this.tokenReviewsInFlight.set(running);
-        this.tokenReviewsWaiting.set(waiting);
-      },
-      queued: () => {
-        this.tokenReviewsQueued.inc();
-      },
-    };
+    return concurrencyObserver(this.tokenReviewsInFlight, this.tokenReviewsWaiting, this.tokenReviewsQueued);
   }
 
   /** Feeds the agent-port handshake gauges and counters from the handshake admission. */
   agentHandshakeObserver(): HandshakeObserver {
     return {
-      changed: (inProgress, waiting) => {
-        this.agentTlsHandshakesInProgress.set(inProgress);
-        this.agentTlsHandshakesWaiting.set(waiting);
-      },
-      queued: () => {
-        this.agentTlsHandshakesQueued.inc();
-      },
+      ...concurrencyObserver(
+        this.agentTlsHandshakesInProgress,
+        this.agentTlsHandshakesWaiting,
+        this.agentTlsHandshakesQueued,
+      ),
       expired: () => {
         this.agentTlsHandshakesExpired.inc();
       },
@@ -215,4 +205,17 @@ export class ServerMetrics {
   streamError(segment: ServerSegment, code: string, type: number | undefined): void {
     this.stream.error(segment, code, type);
   }
+}
+
+/** A concurrency limit's running and waiting gauges, and its count of tasks that had to wait. */
+function concurrencyObserver(running: Gauge, waiting: Gauge, queued: Counter): ConcurrencyObserver {
+  return {
+    changed: (r, w) => {
+      running.set(r);
+      waiting.set(w);
+    },
+    queued: () => {
+      queued.inc();
+    },
+  };
 }
