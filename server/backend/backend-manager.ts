@@ -65,9 +65,9 @@ export class BackendManager {
         this.routed.set(agentID, want);
         this.backends.add(want);
         this.index(want);
-        if (want.draining) this.draining.add(want);
       }
     }
+    if (want?.draining) this.draining.add(want);
     this.updateGauges();
   }
 
@@ -115,7 +115,6 @@ export class BackendManager {
   setDraining(backend: Backend): void {
     if (backend.draining) return;
     backend.draining = true;
-    if (this.backends.has(backend)) this.draining.add(backend);
     this.settle(backend.agentID);
   }
 
