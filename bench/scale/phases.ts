@@ -192,15 +192,9 @@ export class ScalePhases {
     const { server, swarm } = this.running();
     const uds = join(this.env.workDir, 'one-agent-alongside.sock');
     const { server: baseline, agentPort: baselinePort } = await this.startServer(uds, 0, []);
-    const [targetHost] = this.env.targetAddress.split(':');
-    const host = targetHost ?? HOST;
     const agents: RealAgent[] = [];
     try {
-      for (const port of [this.agentPort, baselinePort]) {
-        const agent = await startRealAgent(this.env.files, port, host, this.timeoutMs);
-        this.env.cleanup.add('stop a dial agent', () => agent.stop());
-        agents.push(agent);
-      }
+      for (const port of [this.agentPort, baselinePort]) agents.push(await this.startDialAgent(port));
       const before = swarm.totals();
       const lines = server.logLines;
       const messages = new Map(server.messages);
@@ -245,14 +239,20 @@ export class ScalePhases {
    * in the figure; the server is what differs.
    */
   private async dialsThroughRealAgent(uds: string, agentPort: number): Promise<DialFigures> {
-    const [targetHost] = this.env.targetAddress.split(':');
-    const agent = await startRealAgent(this.env.files, agentPort, targetHost ?? HOST, this.timeoutMs);
-    this.env.cleanup.add('stop the dial agent', () => agent.stop());
+    const agent = await this.startDialAgent(agentPort);
     try {
       return await runDialClient(uds, this.env.targetAddress, this.o.dials, Date.now() + this.timeoutMs);
     } finally {
       await agent.stop();
     }
+  }
+
+  /** A real agent on the server at `agentPort`, claiming the target's address; stopped at exit too. */
+  private async startDialAgent(agentPort: number): Promise<RealAgent> {
+    const [targetHost] = this.env.targetAddress.split(':');
+    const agent = await startRealAgent(this.env.files, agentPort, targetHost ?? HOST, this.timeoutMs);
+    this.env.cleanup.add('stop a dial agent', () => agent.stop());
+    return agent;
   }
 
   /** kill -9, a new server on the same agent port (with `extra` flags), and the wait for all agents. */
