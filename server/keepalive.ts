@@ -1,10 +1,12 @@
 // Keepalive for every connection of a listener from one timer: a connection is pinged only
 // after a whole interval in which nothing arrived on it (gRPC's server keepalive), so agents
-// that are sending anyway cost nothing, and 10,000 idle ones cost one sweep per tick instead
-// of 10,000 interval timers and a timeout timer per ping. Pings are paced to a rate: agents
-// that connected together (a restart) would otherwise all fall due in the same tick, and a
-// burst of hundreds of pings stalls every dial behind it. HTTP/2 connections and WebSockets
-// both plug in as a KeepaliveTarget.
+// that are sending anyway cost nothing. The connections wait on a timing wheel, each in the
+// slot of the tick at which it could next be due, so a tick looks only at the connections that
+// fall due then: 10,000 idle agents cost a few list moves per tick, not a pass over all of them
+// every second (which was 0.2% of a core by itself). Pings are paced to a rate, sent from the
+// same tick: agents that connected together (a restart) would otherwise all fall due at once,
+// and a burst of hundreds of pings stalls every dial behind it. HTTP/2 connections and
+// WebSockets both plug in as a KeepaliveTarget.
 import type http2 from 'node:http2';
 
 /** A connection the sweeper can ping and give up on. */
@@ -35,25 +37,54 @@ export function http2Target(
   };
 }
 
-/** What a connection's calls bump for each chunk they read: a counter, no clock read. */
-export interface ReadActivity {
-  reads: number;
+/** The sweeper's time as of its last tick: what a read records, without reading a clock. */
+interface CoarseClock {
+  now: number;
 }
 
+/** What a connection's calls mark for each chunk they read: one store, no clock read. */
+export class ReadActivity {
+  /** The sweeper's tick time when something last arrived (the read came at most a tick later). */
+  lastRead: number;
+
+  constructor(private readonly clock: CoarseClock) {
+    this.lastRead = clock.now;
+  }
+
+  read(): void {
+    this.lastRead = this.clock.now;
+  }
+}
+
+/**
+ * waiting: on the wheel until it may be due; due: quiet for an interval, in the due queue for
+ * the pacer; pinged: on the wheel at its ping's deadline; gone: no longer watched.
+ */
+type State = 'waiting' | 'due' | 'pinged' | 'gone';
+
+const NOWHERE = -2;
+const DUE_QUEUE = -1;
+
 interface Watched {
-  key: object;
-  target: KeepaliveTarget;
-  activity: ReadActivity;
-  /** `activity.reads` at the last sweep. */
-  seen: number;
-  /** When something last arrived (as far as the sweeps can tell) or a ping was answered. */
-  quietSince: number;
-  /** When the unanswered ping left; 0: none outstanding. */
+  key: object | undefined;
+  target: KeepaliveTarget | undefined;
+  readonly activity: ReadActivity;
+  state: State;
+  /** When the unanswered ping left (precise clock). */
   pingSentAt: number;
-  /** Waiting in the due queue for the pacer. */
-  queued: boolean;
-  /** No longer watched (closed, or given up on). */
-  gone: boolean;
+  /** The coarse clock when it left: a read marked later means the peer is alive. */
+  pingTick: number;
+  /** The list it is on: a wheel slot, DUE_QUEUE or NOWHERE. */
+  list: number;
+  prev: Watched | undefined;
+  next: Watched | undefined;
+}
+
+/** A doubly linked list threaded through the entries: moves and removals are O(1). */
+interface List {
+  head: Watched | undefined;
+  tail: Watched | undefined;
+  size: number;
 }
 
 export interface KeepaliveOptions {
@@ -68,58 +99,79 @@ export interface KeepaliveOptions {
   maxPingsPerSecond?: number;
 }
 
-/** Sweeps often enough to be late by at most a sixteenth of the interval (and at most 1 s). */
-function tickFor(intervalMs: number): number {
-  return Math.min(1000, Math.max(50, Math.floor(intervalMs / 16)));
-}
+/**
+ * Each wake-up of an idle process costs more than a ping (measured here: a 20 ms timer alone is
+ * 1% of a core), so pings go out in batches from the tick; a batch of 25 takes about a
+ * millisecond, so a faster rate makes the tick shorter rather than the batch larger.
+ */
+const MAX_BATCH = 25;
 
 /**
- * The pacer sends its share of pings this often while any are due: each wake-up of an idle
- * process costs more than a ping (measured here: a 20 ms timer alone is 1% of a core), so
- * pings go out in small batches, not one by one; a batch of 25 takes about a millisecond.
+ * Ticks often enough to be late by at most a sixteenth of the interval (and at most 1 s), and
+ * to send at most MAX_BATCH pings per tick at the configured rate.
  */
-const PACE_MS = 250;
+export function keepaliveTickMs(intervalMs: number, maxPingsPerSecond: number): number {
+  const forInterval = Math.min(1000, Math.max(50, Math.floor(intervalMs / 16)));
+  if (maxPingsPerSecond <= 0) return forInterval;
+  return Math.max(20, Math.min(forInterval, Math.floor((1000 * MAX_BATCH) / maxPingsPerSecond)));
+}
 
 export class KeepaliveSweeper {
   private readonly watched = new Map<object, Watched>();
+  private readonly tickMs: number;
+  private readonly slots: List[];
+  private readonly due: List = { head: undefined, tail: undefined, size: 0 };
+  private readonly clock: CoarseClock;
+  /** The last tick whose slot was handled; entries sit in later ticks' slots. */
+  private handledTick = 0;
+  private outstanding = 0;
+  /** Pings the pacer may send now: grows with time at the rate, up to one tick's worth. */
+  private credit = 0;
+  private lastPace = 0;
   private timer: NodeJS.Timeout | undefined;
-  private due: Watched[] = [];
-  private dueHead = 0;
-  private pacer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: KeepaliveOptions,
     private readonly now: () => number = () => performance.now(),
-  ) {}
+  ) {
+    this.tickMs = keepaliveTickMs(options.intervalMs, options.maxPingsPerSecond ?? 0);
+    // Nothing is ever scheduled further ahead than an interval or a ping timeout plus two ticks.
+    const span = Math.max(options.intervalMs, options.timeoutMs) + 2 * this.tickMs;
+    const count = options.intervalMs > 0 ? Math.ceil(span / this.tickMs) + 2 : 0;
+    this.slots = Array.from({ length: count }, () => ({ head: undefined, tail: undefined, size: 0 }));
+    this.clock = { now: this.now() };
+  }
 
-  /** Starts watching a connection, known by `key`; returns the counter its reads bump. */
+  /** Starts watching a connection, known by `key`; returns what its reads mark. */
   watch(key: object, target: KeepaliveTarget): ReadActivity {
-    const activity: ReadActivity = { reads: 0 };
-    if (this.options.intervalMs <= 0) return activity;
-    this.watched.set(key, {
+    if (this.options.intervalMs <= 0) return new ReadActivity(this.clock);
+    if (!this.timer) this.start();
+    const w: Watched = {
       key,
       target,
-      activity,
-      seen: 0,
-      quietSince: this.now(),
+      activity: new ReadActivity(this.clock),
+      state: 'waiting',
       pingSentAt: 0,
-      queued: false,
-      gone: false,
-    });
-    if (!this.timer) {
-      this.timer = setInterval(() => {
-        this.sweep();
-      }, tickFor(this.options.intervalMs));
-      this.timer.unref();
-    }
-    return activity;
+      pingTick: 0,
+      list: NOWHERE,
+      prev: undefined,
+      next: undefined,
+    };
+    this.watched.set(key, w);
+    this.wait(w);
+    return w.activity;
   }
 
   forget(key: object): void {
     const w = this.watched.get(key);
     if (!w) return;
-    w.gone = true;
     this.watched.delete(key);
+    this.unlink(w);
+    if (w.state === 'pinged') this.outstanding--;
+    w.state = 'gone';
+    // A ping answer still in flight holds the entry: not the connection behind it.
+    w.key = undefined;
+    w.target = undefined;
     if (this.watched.size === 0) this.stop();
   }
 
@@ -129,90 +181,174 @@ export class KeepaliveSweeper {
 
   /** Connections with a ping sent and not yet answered. */
   get pingsOutstanding(): number {
-    let n = 0;
-    for (const w of this.watched.values()) if (w.pingSentAt > 0) n++;
-    return n;
+    return this.outstanding;
   }
 
   /** Connections due for a ping and waiting for the pacer. */
   get pingsWaiting(): number {
-    return this.due.length - this.dueHead;
+    return this.due.size;
   }
 
-  /** One pass over every connection; public for tests that drive the clock. */
-  sweep(): void {
+  /**
+   * Handles every slot up to now, then sends the pings the rate allows; public for tests that
+   * drive the clock.
+   */
+  tick(): void {
     const now = this.now();
-    const { intervalMs, timeoutMs } = this.options;
-    const paced = (this.options.maxPingsPerSecond ?? 0) > 0;
-    // values(), not entries(): no [key, value] array per connection per sweep.
-    for (const w of this.watched.values()) {
-      if (w.activity.reads !== w.seen) {
-        w.seen = w.activity.reads;
-        w.quietSince = now;
-        continue;
+    this.clock.now = now;
+    const current = Math.floor(now / this.tickMs);
+    // After a stall longer than the wheel, every slot is overdue: each is handled once.
+    this.handledTick = Math.max(this.handledTick, current - this.slots.length);
+    while (this.handledTick < current) {
+      this.handledTick++;
+      const slot = this.slots[this.handledTick % this.slots.length];
+      if (!slot) continue;
+      for (let w = slot.head; w; w = slot.head) {
+        this.unlink(w);
+        this.check(w, now);
       }
-      if (w.pingSentAt > 0) {
-        if (now - w.pingSentAt < timeoutMs) continue;
-        this.forget(w.key);
-        w.target.timedOut(timeoutMs);
-        continue;
-      }
-      if (w.queued || now - w.quietSince < intervalMs) continue;
-      if (!paced) {
-        this.ping(w, now);
-        continue;
-      }
-      w.queued = true;
-      this.due.push(w);
     }
-    if (this.pingsWaiting > 0) this.startPacer();
+    if (this.due.size > 0) this.pace(now);
   }
 
-  /** Sends the next share of due pings; public for tests that drive the clock. */
-  pace(): void {
-    const rate = this.options.maxPingsPerSecond ?? 0;
-    let budget = Math.max(1, Math.round((rate * PACE_MS) / 1000));
-    const now = this.now();
-    while (budget > 0 && this.dueHead < this.due.length) {
-      const w = this.due[this.dueHead++];
-      if (!w) break;
-      w.queued = false;
-      // Gone, or something arrived since it fell due: the next sweep sees it as alive.
-      if (w.gone || w.activity.reads !== w.seen) continue;
+  /** A connection off the wheel: due, alive again, or timed out. */
+  private check(w: Watched, now: number): void {
+    const { timeoutMs } = this.options;
+    if (w.state === 'pinged') {
+      if (w.activity.lastRead > w.pingTick) {
+        // Something arrived after the ping left: alive, whatever became of the ping.
+        this.outstanding--;
+        w.state = 'waiting';
+        this.wait(w);
+      } else if (now - w.pingSentAt >= timeoutMs) {
+        const { target } = w;
+        if (w.key) this.forget(w.key);
+        target?.timedOut(timeoutMs);
+      } else {
+        this.schedule(w, w.pingSentAt + timeoutMs);
+      }
+      return;
+    }
+    if (now < this.dueAt(w)) {
+      this.wait(w);
+    } else if ((this.options.maxPingsPerSecond ?? 0) > 0) {
+      w.state = 'due';
+      this.append(this.due, w, DUE_QUEUE);
+    } else {
       this.ping(w, now);
-      budget--;
-    }
-    if (this.dueHead >= this.due.length) {
-      this.due = [];
-      this.dueHead = 0;
-      if (this.pacer) clearInterval(this.pacer);
-      this.pacer = undefined;
     }
   }
 
-  private startPacer(): void {
-    if (this.pacer) return;
-    this.pacer = setInterval(() => {
-      this.pace();
-    }, PACE_MS);
-    this.pacer.unref();
+  /**
+   * When a connection will have been quiet for a whole interval. A read marks the tick before
+   * it, so one tick is added: a ping never goes out early.
+   */
+  private dueAt(w: Watched): number {
+    return w.activity.lastRead + this.options.intervalMs + this.tickMs;
+  }
+
+  private wait(w: Watched): void {
+    w.state = 'waiting';
+    this.schedule(w, this.dueAt(w));
+  }
+
+  /** Sends the pings the rate allows now, from the head of the due queue. */
+  private pace(now: number): void {
+    const rate = this.options.maxPingsPerSecond ?? 0;
+    const perTick = Math.max(1, (rate * this.tickMs) / 1000);
+    this.credit = Math.min(perTick, this.credit + (rate * (now - this.lastPace)) / 1000);
+    this.lastPace = now;
+    while (this.credit >= 1 && this.due.head) {
+      const w = this.due.head;
+      this.unlink(w);
+      // Something arrived since it fell due: back on the wheel, no ping.
+      if (now < this.dueAt(w)) {
+        this.wait(w);
+        continue;
+      }
+      this.ping(w, now);
+      this.credit--;
+    }
+    // An empty queue saves no credit for a burst later.
+    if (!this.due.head) this.credit = Math.min(this.credit, 1);
+  }
+
+  private ping(w: Watched, now: number): void {
+    const { target } = w;
+    if (!target) return;
+    w.state = 'pinged';
+    w.pingSentAt = now;
+    w.pingTick = this.clock.now;
+    this.outstanding++;
+    this.schedule(w, now + this.options.timeoutMs);
+    const sent = target.ping(() => {
+      if (w.state !== 'pinged' || w.pingSentAt !== now) return; // gone, or a later ping's
+      this.outstanding--;
+      this.unlink(w);
+      w.activity.lastRead = this.now();
+      this.wait(w);
+    });
+    if (!sent) {
+      // Closing (its close will forget it), or too many pings outstanding: try an interval on.
+      this.outstanding--;
+      this.unlink(w);
+      w.activity.lastRead = now;
+      this.wait(w);
+    }
+  }
+
+  /**
+   * Puts an entry in the slot of the first tick at or after `at`, after the last handled. The
+   * wheel spans every delay used; only an entry checked late (catching up after a stall) can
+   * reach past it, and it goes at most to the slot before the one being handled, to be checked
+   * again there.
+   */
+  private schedule(w: Watched, at: number): void {
+    const ahead = Math.ceil(at / this.tickMs) - this.handledTick;
+    const tick = this.handledTick + Math.min(this.slots.length - 1, Math.max(1, ahead));
+    const index = tick % this.slots.length;
+    const slot = this.slots[index];
+    if (slot) this.append(slot, w, index);
+  }
+
+  private append(list: List, w: Watched, id: number): void {
+    w.list = id;
+    w.prev = list.tail;
+    w.next = undefined;
+    if (list.tail) list.tail.next = w;
+    else list.head = w;
+    list.tail = w;
+    list.size++;
+  }
+
+  private unlink(w: Watched): void {
+    if (w.list === NOWHERE) return;
+    const list = w.list === DUE_QUEUE ? this.due : this.slots[w.list];
+    if (!list) return;
+    if (w.prev) w.prev.next = w.next;
+    else list.head = w.next;
+    if (w.next) w.next.prev = w.prev;
+    else list.tail = w.prev;
+    list.size--;
+    w.list = NOWHERE;
+    w.prev = undefined;
+    w.next = undefined;
+  }
+
+  private start(): void {
+    const now = this.now();
+    this.clock.now = now;
+    this.handledTick = Math.floor(now / this.tickMs);
+    this.lastPace = now;
+    this.credit = 0;
+    this.timer = setInterval(() => {
+      this.tick();
+    }, this.tickMs);
+    this.timer.unref();
   }
 
   private stop(): void {
     if (this.timer) clearInterval(this.timer);
-    if (this.pacer) clearInterval(this.pacer);
     this.timer = undefined;
-    this.pacer = undefined;
-    this.due = [];
-    this.dueHead = 0;
-  }
-
-  private ping(w: Watched, now: number): void {
-    w.pingSentAt = now;
-    const sent = w.target.ping(() => {
-      w.pingSentAt = 0;
-      w.quietSince = this.now();
-    });
-    if (!sent) w.pingSentAt = 0; // closing, or too many pings outstanding
   }
 }

@@ -161,7 +161,7 @@ export class GrpcServerCall implements GatedStream {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.activity) this.activity.reads++;
+    if (this.activity) this.activity.read();
     if (this.ended) return; // a failed call drops what still arrives
     try {
       this.deframer.push(chunk, (message, framed) => {

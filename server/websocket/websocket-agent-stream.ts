@@ -171,7 +171,7 @@ export class WebSocketAgentStream implements AgentStream {
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     if (this.ended) return; // a closing stream drops what still arrives
-    if (this.activity) this.activity.reads++;
+    if (this.activity) this.activity.read();
     if (!isBinary) {
       this.refuse(CloseCode.unsupportedData, 'text message: packets travel as binary messages');
       return;
@@ -214,7 +214,7 @@ export class WebSocketAgentStream implements AgentStream {
   }
 
   private readonly onPong = (): void => {
-    if (this.activity) this.activity.reads++;
+    if (this.activity) this.activity.read();
     if (this.pingSentAt === undefined) return;
     this.stats.rttMs = performance.now() - this.pingSentAt;
     this.pingSentAt = undefined;
