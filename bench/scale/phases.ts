@@ -6,7 +6,13 @@ import type { FrontendAddress } from '../../ccm-integration/dialer/index.js';
 import type { ScaleOptions } from './args.js';
 import type { Cleanup } from './cleanup.js';
 import { CpuMeter, readRssKiB } from './proc-stats.js';
-import type { AuthFigures, ColdFigures, IdleFigures, RestartFigures } from './scale-result.js';
+import {
+  IDLE_SLICE_SECONDS,
+  type AuthFigures,
+  type ColdFigures,
+  type IdleFigures,
+  type RestartFigures,
+} from './scale-result.js';
 import { mergeDialFigures, type DialFigures, type DialsBesideAgents } from './sequential-dials.js';
 import { runDialClient, startRealAgent, type RealAgent } from './dial-processes.js';
 import { flagInHelp, serverHelp } from './server-help.js';
@@ -28,6 +34,7 @@ export interface BenchEnv {
 
 /** A pause before a reading, so that it is not the tail of what came just before. */
 const SETTLE_MS = 2_000;
+const IDLE_SLICE_MS = IDLE_SLICE_SECONDS * 1000;
 const HOST = '127.0.0.1';
 const LIMIT_FLAG = 'max-concurrent-token-reviews';
 /** A restarted server may find its agent port taken by an agent's outgoing socket for a moment. */
@@ -166,13 +173,22 @@ export class ScalePhases {
     const messages = new Map(server.messages);
     const cpu = new CpuMeter(server.pid, this.env.ticksPerSecond);
     const t0 = performance.now();
-    await sleep(this.o.idleSeconds * 1000);
+    const slicePercents: number[] = [];
+    // In slices, so that a one-off (V8's memory reducer: two full collections of the heap the
+    // connects left, about 75 s after them) shows apart from the steady state.
+    for (let left = this.o.idleSeconds * 1000; left > 0; left -= IDLE_SLICE_MS) {
+      const slice = new CpuMeter(server.pid, this.env.ticksPerSecond);
+      const s0 = performance.now();
+      await sleep(Math.min(left, IDLE_SLICE_MS));
+      slicePercents.push((slice.seconds() / ((performance.now() - s0) / 1000)) * 100);
+    }
     const cpuSeconds = cpu.seconds();
     const seconds = (performance.now() - t0) / 1000;
     return {
       seconds: this.o.idleSeconds,
       cpuSeconds,
       cpuPercent: (cpuSeconds / seconds) * 100,
+      slicePercents,
       reconnects: totalsDelta(before, swarm.totals()).connects,
       logLines: server.logLines - lines,
       logMessages: messagesBetween(messages, server.messages).slice(0, TOP_MESSAGES),

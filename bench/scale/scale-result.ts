@@ -1,5 +1,6 @@
 // The figures of one bench:scale run (written as JSON under bench/results/) and the table
 // printed from them.
+import { percentile } from './percentile.js';
 import type { DialFigures, DialsBesideAgents } from './sequential-dials.js';
 import type { ConnectWait, SwarmTotals } from './swarm.js';
 
@@ -27,11 +28,16 @@ export interface MemoryFigures {
   kibPerAgent: number;
 }
 
+/** The idle window is read in slices this long (the last may be shorter). */
+export const IDLE_SLICE_SECONDS = 10;
+
 export interface IdleFigures {
   seconds: number;
   cpuSeconds: number;
   /** Of one core. */
   cpuPercent: number;
+  /** The same, per IDLE_SLICE_SECONDS slice of the window, in order. */
+  slicePercents: number[];
   /** Agent connects during the window (0 when nothing dropped). */
   reconnects: number;
   logLines: number;
@@ -103,6 +109,15 @@ function load(l: LoadFigures): string {
 }
 
 /** "1006 (1000 'agent connected', 4 'listening')": the two messages that make up most lines. */
+/** The idle window's slices: the median is the steady state, the highest shows a one-off. */
+function slices(percents: readonly number[]): string {
+  if (percents.length < 2) return '';
+  const sorted = [...percents].sort((a, b) => a - b);
+  const lowest = sorted[0] ?? NaN;
+  const highest = sorted[sorted.length - 1] ?? NaN;
+  return `; ${percents.length} slices of ${IDLE_SLICE_SECONDS} s: median ${f2(percentile(sorted, 0.5))}%, ${f2(lowest)}-${f2(highest)}%`;
+}
+
 function logLines(total: number, messages: [string, number][]): string {
   const top = messages
     .slice(0, 2)
@@ -149,7 +164,7 @@ export function scaleTable(r: ScaleResult): string {
   if (r.idle) {
     rows.push([
       `server idle CPU over ${r.idle.seconds} s (${n} agents, no dials)`,
-      `${f2(r.idle.cpuPercent)}% of one core (${r.idle.reconnects} reconnects; log lines: ${logLines(r.idle.logLines, r.idle.logMessages)})`,
+      `${f2(r.idle.cpuPercent)}% of one core${slices(r.idle.slicePercents)} (${r.idle.reconnects} reconnects; log lines: ${logLines(r.idle.logLines, r.idle.logMessages)})`,
     ]);
   }
   if (r.dials?.withAgents) {

@@ -93,6 +93,12 @@ describe('npm run bench:scale', () => {
       (result.auth?.peakConcurrentReviews ?? 0) <= 2,
       `peak ${String(result.auth?.peakConcurrentReviews)}`,
     );
+    // A 1 s window is one slice, and the slice is the window (within a clock tick or two: 1% each).
+    assert.equal(result.idle?.slicePercents.length, 1);
+    assert.ok(
+      Math.abs((result.idle.slicePercents[0] ?? NaN) - result.idle.cpuPercent) < 2.5,
+      JSON.stringify(result.idle),
+    );
     assert.equal(result.dials?.withAgents?.done, 100);
     assert.equal(result.dials.withAgents.oneAgentAlongside.done, 100);
     assert.equal(result.dials.withAgents.reconnects, 0, 'no agent reconnected during the dials');
