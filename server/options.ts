@@ -72,7 +72,7 @@ export const serverFlags = {
   'keepalive-time': {
     kind: 'duration',
     default: 15_000,
-    help: 'ours: an agent connection on which nothing arrived for this long gets TCP keepalive probes from the kernel (a vanished host is noticed 10 s later) and an HTTP/2 ping (one sweep for all agents, paced; a busy agent is never pinged) (upstream 1h)',
+    help: 'ours: an agent connection on which nothing arrived for this long gets TCP keepalive probes from the kernel (a vanished host is noticed 10 s later) and an HTTP/2 ping (one timer for all agents, paced; a busy agent is never pinged) (upstream 1h)',
   },
   'max-keepalive-pings-per-second': {
     kind: 'int',
