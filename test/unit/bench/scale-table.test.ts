@@ -22,7 +22,18 @@ function withIdle(idle: IdleFigures): ScaleResult {
   };
 }
 
-function idleRow(table: string): string {
+/** The idle row of the table for a window with these figures. */
+function idleRow(
+  figures: Pick<IdleFigures, 'seconds' | 'cpuPercent' | 'slicePercents' | 'reconnects'>,
+): string {
+  const table = scaleTable(
+    withIdle({
+      ...figures,
+      cpuSeconds: (figures.cpuPercent * figures.seconds) / 100,
+      logLines: 0,
+      logMessages: [],
+    }),
+  );
   const row = table.split('\n').find((line) => line.includes('server idle CPU'));
   assert.ok(row, table);
   return row;
@@ -30,36 +41,17 @@ function idleRow(table: string): string {
 
 describe('scaleTable idle row', () => {
   it('gives the median and the range of the slices beside the mean', () => {
-    const row = idleRow(
-      scaleTable(
-        withIdle({
-          seconds: 60,
-          cpuSeconds: 1.17,
-          cpuPercent: 1.95,
-          slicePercents: [0.9, 1.1, 6.2, 0.8, 1.0, 1.7],
-          reconnects: 0,
-          logLines: 0,
-          logMessages: [],
-        }),
-      ),
-    );
+    const row = idleRow({
+      seconds: 60,
+      cpuPercent: 1.95,
+      slicePercents: [0.9, 1.1, 6.2, 0.8, 1.0, 1.7],
+      reconnects: 0,
+    });
     assert.match(row, /1\.95% of one core; 6 slices of 10 s: median 1\.10%, 0\.80-6\.20% \(0 reconnects/);
   });
 
   it('says nothing of slices for a window of one', () => {
-    const row = idleRow(
-      scaleTable(
-        withIdle({
-          seconds: 1,
-          cpuSeconds: 0.01,
-          cpuPercent: 1,
-          slicePercents: [1],
-          reconnects: 2,
-          logLines: 0,
-          logMessages: [],
-        }),
-      ),
-    );
+    const row = idleRow({ seconds: 1, cpuPercent: 1, slicePercents: [1], reconnects: 2 });
     assert.match(row, /\| 1\.00% of one core \(2 reconnects/);
   });
 });
