@@ -35,11 +35,12 @@ export async function issue(
   ca: KeyPair,
   commonName: string,
   usage: 'server' | 'client' | 'both',
+  lifetimeMs = YEAR_MS,
 ): Promise<KeyPair> {
   const r = await generate([{ name: 'commonName', value: commonName }], {
     keyType: 'ec',
     algorithm: 'sha256',
-    notAfterDate: new Date(Date.now() + YEAR_MS),
+    notAfterDate: new Date(Date.now() + lifetimeMs),
     ca: { key: ca.key, cert: ca.cert },
     extensions: [
       { name: 'basicConstraints', cA: false },

@@ -23,6 +23,12 @@ import { BackendManager } from './backend/backend-manager.js';
 import type { ProxyStrategy } from './backend/proxy-strategies.js';
 import { AgentService } from './backend/agent-service.js';
 import { WebSocketAgentEndpoint } from './websocket/websocket-agent-endpoint.js';
+import {
+  expiredClientCertificate,
+  ticketOptions,
+  TicketKeyRotation,
+  type TicketMaterial,
+} from './session-tickets.js';
 import { TunnelBroker } from './tunnel/broker.js';
 import { GrpcFrontend } from './frontend/grpc-frontend.js';
 import { HttpConnectFrontend } from './frontend/http-connect-frontend.js';
@@ -85,6 +91,8 @@ export interface ProxyServerConfig {
   tlsPolicy?: TlsPolicy;
   /** How often certificate files are checked for changes; 0 or undefined: never. */
   certReloadIntervalMs?: number;
+  /** Agent-port session tickets from the key material, valid across restarts (default true). */
+  agentTicketsFromKey?: boolean;
   /** Overrides the Kubernetes TokenReview (embedding, tests). */
   tokenReviewer?: TokenReviewer;
   log: Logger;
@@ -146,6 +154,7 @@ export class ProxyServer {
   /** HTTP/1.1 on the agent port: agents' WebSocket upgrades. */
   private readonly agentWebSocket: WebSocketAgentEndpoint;
   private readonly reloaders: TlsReloader[] = [];
+  private readonly rotations: TicketKeyRotation[] = [];
   private leaseController: LeaseController | undefined;
   private binding: IdentityBinding | undefined;
   private stopped = false;
@@ -213,6 +222,13 @@ export class ProxyServer {
           this.agentWebSocket.accept(socket);
         },
         onSecureConnection: (socket) => {
+          const expired = expiredClientCertificate(socket, Date.now());
+          if (expired) {
+            this.log.warn({ peer: socket.remoteAddress, reason: expired }, 'agent refused');
+            this.metrics.agentTlsHandshakeFailures.inc();
+            socket.destroy();
+            return;
+          }
           this.metrics.agentTlsHandshakes.labels(socket.isSessionReused() ? 'true' : 'false').inc();
         },
         onTlsClientError: () => {
@@ -299,7 +315,14 @@ export class ProxyServer {
       this.agentService.binding = this.binding;
       for (const fe of this.config.frontends) out.frontends.push(await this.startFrontend(fe));
       const a = this.config.agent;
-      out.agentPort = await this.listenGrpcTls(this.agentServer, 'agent', a.host, a.port, a.tls);
+      out.agentPort = await this.listenGrpcTls(
+        this.agentServer,
+        'agent',
+        a.host,
+        a.port,
+        a.tls,
+        this.config.agentTicketsFromKey ?? true,
+      );
       this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
       if (this.config.health) {
         const ep = new HttpEndpoint(healthRoutes(() => this.readiness()));
@@ -401,13 +424,34 @@ export class ProxyServer {
     host: string | undefined,
     port: number,
     tls: TlsFiles,
+    ticketsFromKey = false,
   ): Promise<number> {
-    const options: TlsListenOptions = { ...this.secureContext(tls), requestCert: !!tls.ca };
+    const tickets = (files: TlsFiles) =>
+      ticketsFromKey ? ticketOptions(this.ticketMaterial(files), Date.now()) : {};
+    const options: TlsListenOptions = { ...this.secureContext(tls), ...tickets(tls), requestCert: !!tls.ca };
     const bound = await server.listenTls(host || '0.0.0.0', port, options).catch((err: unknown) => {
       throw new Error(`cannot listen on ${host || '0.0.0.0'}:${port}: ${(err as Error).message}`);
     });
-    this.watchTls(name, tls, (files) => bound.setSecureContext(this.secureContext(files)));
+    let rotation: TicketKeyRotation | undefined;
+    if (ticketsFromKey) {
+      rotation = new TicketKeyRotation(this.ticketMaterial(tls), (keys) => bound.setTicketKeys(keys));
+      rotation.start();
+      this.rotations.push(rotation);
+    }
+    this.watchTls(name, tls, (files) => {
+      bound.setSecureContext({ ...this.secureContext(files), ...tickets(files) });
+      rotation?.set(this.ticketMaterial(files));
+    });
     return bound.port;
+  }
+
+  private ticketMaterial(files: TlsFiles): TicketMaterial {
+    return {
+      key: files.key,
+      cert: files.cert,
+      ca: files.ca,
+      policy: JSON.stringify(tlsPolicyOptions(this.tlsPolicy)),
+    };
   }
 
   /**
@@ -462,6 +506,7 @@ export class ProxyServer {
     if (this.stopped) return;
     this.stopped = true;
     for (const r of this.reloaders) r.stop();
+    for (const r of this.rotations) r.stop();
     this.binding?.stop();
     await this.leaseController?.stop();
     this.grpcFrontendServer.destroy();

@@ -97,7 +97,11 @@ export class GrpcServer {
     host: string,
     port: number,
     tls: TlsListenOptions,
-  ): Promise<{ port: number; setSecureContext: (options: SecureContextOptions) => void }> {
+  ): Promise<{
+    port: number;
+    setSecureContext: (options: SecureContextOptions) => void;
+    setTicketKeys: (keys: Buffer) => void;
+  }> {
     const http1 = this.options.http1;
     const admission = this.options.handshakeAdmission;
     const server = http2.createSecureServer({
@@ -138,7 +142,15 @@ export class GrpcServer {
       listener = gate.tcp;
     }
     const bound = await listen(listener, { host, port });
-    return { port: bound.port, setSecureContext: (o) => server.setSecureContext(o) };
+    return {
+      port: bound.port,
+      setSecureContext: (o) => {
+        server.setSecureContext(o);
+      },
+      setTicketKeys: (keys) => {
+        server.setTicketKeys(keys);
+      },
+    };
   }
 
   /** Graceful stop: no new connections, GOAWAY on open ones; their open streams go on. */
