@@ -1,6 +1,7 @@
 // proxy-server command line: upstream flag names, meanings and defaults, except the few
 // defaults improved on purpose (marked "ours"), and validation with clear messages.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import {
   checkPortFlag,
   FlagError,
@@ -18,6 +19,7 @@ import { parseProxyStrategies, StrategyError } from './backend/proxy-strategies.
 import { TlsPolicyError, tlsPolicyFromFlags } from '../common/tls-policy.js';
 import type { Logger } from '../common/log.js';
 import type { FrontendConfig, ProxyServerConfig } from './proxy-server.js';
+import { MIN_SECRET_BYTES } from './session-tickets.js';
 import {
   BindingOptionError,
   parseAccountList,
@@ -170,10 +172,10 @@ export const serverFlags = {
     default: [],
     help: "comma-separated TLS 1.2 cipher suites, Go's names (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); empty: Node's secure defaults. TLS 1.3 suites stay enabled unless listed",
   },
-  'agent-tls-tickets-from-key': {
-    kind: 'bool',
-    default: true,
-    help: "ours: the agent port's TLS session-ticket key is derived from its key, certificate, client CA and TLS policy (HKDF, a new one each UTC day) and tickets live a day, so agents resume their sessions after a server restart, on another server with the same certificate, or hours after connecting: about 1 ms less server CPU per reconnecting agent; a resumed session whose client certificate has expired is refused. false: Node's default, a random key per process and 5-minute tickets",
+  'agent-tls-ticket-key-file': {
+    kind: 'string',
+    default: '',
+    help: "ours: a file of at least 32 random bytes (e.g. `head -c 48 /dev/urandom`, in a Secret shared by the server replicas; never the serving key): the agent port's TLS session-ticket key is derived from it, from the listener's certificate, client CA and TLS policy and from the UTC day, so agents resume their sessions after a server restart or on another replica (about 1 ms less server CPU per reconnecting agent); tickets last until the next UTC midnight, and a resumed session whose client certificate has expired is closed. Empty: Node's default, a random key per process and 5-minute tickets",
   },
   'cert-reload-interval': {
     kind: 'duration',
@@ -450,7 +452,24 @@ export function serverConfigFromFlags(
     },
     tlsPolicy,
     certReloadIntervalMs: v['cert-reload-interval'],
-    agentTicketsFromKey: v['agent-tls-tickets-from-key'],
+    agentTicketSecret: readTicketSecret(v['agent-tls-ticket-key-file']),
     log,
   };
+}
+
+/** The agent port's session-ticket secret, read once at start; undefined without the flag. */
+function readTicketSecret(path: string): Buffer | undefined {
+  if (path === '') return undefined;
+  let secret: Buffer;
+  try {
+    secret = readFileSync(path);
+  } catch (err) {
+    throw new FlagError(`--agent-tls-ticket-key-file: cannot read "${path}": ${(err as Error).message}`);
+  }
+  if (secret.length < MIN_SECRET_BYTES) {
+    throw new FlagError(
+      `--agent-tls-ticket-key-file: "${path}" holds ${String(secret.length)} bytes; it needs at least ${String(MIN_SECRET_BYTES)} random bytes (e.g. head -c 48 /dev/urandom)`,
+    );
+  }
+  return secret;
 }

@@ -27,6 +27,7 @@ import {
   expiredClientCertificate,
   ticketOptions,
   TicketKeyRotation,
+  utcDay,
   type TicketMaterial,
 } from './session-tickets.js';
 import { TunnelBroker } from './tunnel/broker.js';
@@ -91,8 +92,8 @@ export interface ProxyServerConfig {
   tlsPolicy?: TlsPolicy;
   /** How often certificate files are checked for changes; 0 or undefined: never. */
   certReloadIntervalMs?: number;
-  /** Agent-port session tickets from the key material, valid across restarts (default true). */
-  agentTicketsFromKey?: boolean;
+  /** The agent port's session-ticket secret: tickets valid across restarts and replicas. */
+  agentTicketSecret?: Buffer | undefined;
   /** Overrides the Kubernetes TokenReview (embedding, tests). */
   tokenReviewer?: TokenReviewer;
   log: Logger;
@@ -222,6 +223,8 @@ export class ProxyServer {
           this.agentWebSocket.accept(socket);
         },
         onSecureConnection: (socket) => {
+          // Runs when the handshake is done, before any request is read: an agent refused here
+          // never reaches AgentService (Node's HTTP/2 session exists already, and goes with it).
           const expired = expiredClientCertificate(socket, Date.now());
           if (expired) {
             this.log.warn({ peer: socket.remoteAddress, reason: expired }, 'agent refused');
@@ -321,7 +324,7 @@ export class ProxyServer {
         a.host,
         a.port,
         a.tls,
-        this.config.agentTicketsFromKey ?? true,
+        this.config.agentTicketSecret,
       );
       this.log.info({ listener: 'agent', port: out.agentPort, host: a.host }, 'listening');
       if (this.config.health) {
@@ -424,34 +427,44 @@ export class ProxyServer {
     host: string | undefined,
     port: number,
     tls: TlsFiles,
-    ticketsFromKey = false,
+    ticketSecret?: Buffer,
   ): Promise<number> {
-    const tickets = (files: TlsFiles) =>
-      ticketsFromKey ? ticketOptions(this.ticketMaterial(files), Date.now()) : {};
-    const options: TlsListenOptions = { ...this.secureContext(tls), ...tickets(tls), requestCert: !!tls.ca };
+    const material = (files: TlsFiles): TicketMaterial | undefined =>
+      ticketSecret && {
+        secret: ticketSecret,
+        cert: files.cert,
+        ca: files.ca,
+        policy: JSON.stringify(tlsPolicyOptions(this.tlsPolicy)),
+      };
+    const tickets = (files: TlsFiles, day: number) => {
+      const m = material(files);
+      return m ? ticketOptions(m, day) : {};
+    };
+    const startDay = utcDay(Date.now());
+    const options: TlsListenOptions = {
+      ...this.secureContext(tls),
+      ...tickets(tls, startDay),
+      requestCert: !!tls.ca,
+    };
     const bound = await server.listenTls(host || '0.0.0.0', port, options).catch((err: unknown) => {
       throw new Error(`cannot listen on ${host || '0.0.0.0'}:${port}: ${(err as Error).message}`);
     });
+    const first = material(tls);
     let rotation: TicketKeyRotation | undefined;
-    if (ticketsFromKey) {
-      rotation = new TicketKeyRotation(this.ticketMaterial(tls), (keys) => bound.setTicketKeys(keys));
-      rotation.start();
+    if (first) {
+      rotation = new TicketKeyRotation(first, startDay, (keys) => {
+        bound.setTicketKeys(keys);
+      });
+      rotation.start(); // today's key at once if midnight passed while listening began
       this.rotations.push(rotation);
     }
     this.watchTls(name, tls, (files) => {
-      bound.setSecureContext({ ...this.secureContext(files), ...tickets(files) });
-      rotation?.set(this.ticketMaterial(files));
+      const day = utcDay(Date.now());
+      bound.setSecureContext({ ...this.secureContext(files), ...tickets(files, day) });
+      const m = material(files);
+      if (m) rotation?.set(m, day);
     });
     return bound.port;
-  }
-
-  private ticketMaterial(files: TlsFiles): TicketMaterial {
-    return {
-      key: files.key,
-      cert: files.cert,
-      ca: files.ca,
-      policy: JSON.stringify(tlsPolicyOptions(this.tlsPolicy)),
-    };
   }
 
   /**

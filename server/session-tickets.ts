@@ -1,24 +1,27 @@
 // TLS session tickets on the agent port that outlive the process. Node's ticket key is random
-// per process and its tickets expire after 5 minutes, so a restarted server (or an agent that
-// reconnects an hour after connecting) pays a full handshake per agent: the certificate
-// signature and chain checks, about 1 ms of the server's ~2 ms TLS cost (measured here with the
-// agents' P-256 certificates). Instead the key is derived from the listener's own key material
-// with HKDF, per UTC day: every process holding the same key, certificate, client CA and TLS
-// policy derives the same ticket key for the day, so agents resume across restarts and across
-// servers that share a certificate; nothing is stored. A new key, certificate, CA or policy, or
-// the next day, gives a new ticket key (old tickets then just cost a full handshake). Tickets
-// live a day, as Go's servers accept them for a week; a resumed session whose client
-// certificate has expired since is refused (`expiredClientCertificate`), as Go does.
+// per process and its tickets expire after 5 minutes, so a restarted server pays a full
+// handshake per agent: the certificate signature and chain checks, about 1 ms of the server's
+// ~2 ms TLS cost (measured here with the agents' P-256 certificates). Given a secret shared by
+// the server replicas (--agent-tls-ticket-key-file: random bytes, never the serving key, whose
+// many holders could otherwise forge tickets carrying any client certificate), the ticket key is
+// derived from it with HKDF, per UTC day, salted with the listener's certificate, client CA and
+// TLS policy: agents resume across restarts and across replicas that share the secret and the
+// material; a reload or the next day gives a new key (old tickets then cost a full handshake).
+// Node holds one key at a time, so a ticket lasts until the next UTC midnight (24 h at most).
+// A resumed session whose client certificate has expired since is closed
+// (`expiredClientCertificate`): OpenSSL does not look at its dates again.
 import { createHash, hkdfSync } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 
 export const TICKET_LIFETIME_SECONDS = 24 * 60 * 60;
+/** A ticket secret shorter than this is refused: it must be random bytes, not a password. */
+export const MIN_SECRET_BYTES = 32;
 const DAY_MS = 24 * 60 * 60 * 1000;
 const LABEL = 'konnectivity-ts agent-port session tickets v1';
 
-/** What a listener's TLS is made of; a change to any of it makes a new ticket key. */
+/** The shared secret and what the listener's TLS is made of; a change to any makes a new key. */
 export interface TicketMaterial {
-  key: string | Buffer;
+  /** The operator's random secret (--agent-tls-ticket-key-file). */
+  secret: Buffer;
   cert: string | Buffer;
   ca?: string | Buffer | undefined;
   /** The TLS policy (versions, suites) in a stable text form. */
@@ -36,7 +39,7 @@ function digest(m: TicketMaterial): Buffer {
 
 /** The 48 bytes Node's `ticketKeys` wants (name, HMAC and AES keys) for one UTC day. */
 export function ticketKeysFor(m: TicketMaterial, day: number): Buffer {
-  return Buffer.from(hkdfSync('sha256', Buffer.from(m.key), digest(m), `${LABEL} day ${String(day)}`, 48));
+  return Buffer.from(hkdfSync('sha256', m.secret, digest(m), `${LABEL} day ${String(day)}`, 48));
 }
 
 /**
@@ -55,43 +58,50 @@ export function utcDay(ms: number): number {
 /** Options for a listener's secure context: the day's ticket key, the context, the lifetime. */
 export function ticketOptions(
   m: TicketMaterial,
-  nowMs: number,
+  day: number,
 ): { ticketKeys: Buffer; sessionIdContext: string; sessionTimeout: number } {
   return {
-    ticketKeys: ticketKeysFor(m, utcDay(nowMs)),
+    ticketKeys: ticketKeysFor(m, day),
     sessionIdContext: sessionIdContextFor(m),
     sessionTimeout: TICKET_LIFETIME_SECONDS,
   };
 }
 
-/** Puts the next day's key in place at each UTC midnight. */
+/** Puts each day's key in place at UTC midnight. */
 export class TicketKeyRotation {
   private timer: NodeJS.Timeout | undefined;
   private material: TicketMaterial;
 
+  /** `appliedDay`: the day of the key the listener was created with. */
   constructor(
     material: TicketMaterial,
+    private appliedDay: number,
     private readonly apply: (keys: Buffer) => void,
     private readonly now: () => number = Date.now,
   ) {
     this.material = material;
   }
 
-  /** The listener's TLS material changed (a reload): keys from it, from now on. */
-  set(material: TicketMaterial): void {
+  /** The listener's TLS material changed (a reload, which applied that day's key itself). */
+  set(material: TicketMaterial, day: number): void {
     this.material = material;
+    this.appliedDay = day;
   }
 
+  /** Applies today's key if the listener holds another day's, then waits for the next midnight. */
   start(): void {
     this.stop();
     const now = this.now();
-    const next = (utcDay(now) + 1) * DAY_MS;
+    const today = utcDay(now);
+    if (today !== this.appliedDay) {
+      this.appliedDay = today;
+      this.apply(ticketKeysFor(this.material, today));
+    }
     this.timer = setTimeout(
       () => {
-        this.apply(ticketKeysFor(this.material, utcDay(this.now())));
         this.start();
       },
-      next - now + 1,
+      (today + 1) * DAY_MS - now + 1,
     );
     this.timer.unref();
   }
@@ -102,16 +112,27 @@ export class TicketKeyRotation {
   }
 }
 
+/** What the expiry check reads of a TLS socket. */
+export interface ResumedSocket {
+  isSessionReused(): boolean;
+  getPeerCertificate(): { valid_to?: string };
+}
+
 /**
- * A resumed session carries the client certificate it was made with, and OpenSSL does not look
- * at its dates again: one that has expired since the ticket was issued is refused here.
- * Returns why, or undefined to go on.
+ * A resumed session carries the client certificate it was made with (the leaf only), and
+ * OpenSSL does not look at its dates again: one that has expired since the ticket was issued is
+ * closed here, after the handshake (Go declines such a ticket and does a full handshake; Node
+ * has no hook for that). Our agent never offers a ticket made with another certificate than its
+ * current one. Returns why, or undefined to go on.
  */
-export function expiredClientCertificate(socket: TLSSocket, nowMs: number): string | undefined {
+export function expiredClientCertificate(socket: ResumedSocket, nowMs: number): string | undefined {
   if (!socket.isSessionReused()) return undefined;
   const cert = socket.getPeerCertificate();
-  if (!cert.valid_to) return undefined;
+  if (!cert.valid_to) return undefined; // no client certificate (no --cluster-ca-cert)
   const notAfter = Date.parse(cert.valid_to);
-  if (Number.isNaN(notAfter) || nowMs <= notAfter) return undefined;
+  if (Number.isNaN(notAfter)) {
+    return `the resumed session's client certificate has an unreadable expiry "${cert.valid_to}"`;
+  }
+  if (nowMs <= notAfter) return undefined;
   return `the resumed session's client certificate expired at ${new Date(notAfter).toISOString()}`;
 }

@@ -1,14 +1,15 @@
 // A reconnecting agent resumes its TLS session: the agent keeps the server's session ticket
 // and offers it on the next connect, and the server counts resumed handshakes. The agent's
 // connection is cut by a TCP balancer in between, so the same server sees the reconnect, and
-// the balancer is then pointed at restarted servers: one with the same certificate and key
-// resumes the agent's session, one with --agent-tls-tickets-from-key=false does not. A resumed
-// session whose client certificate has expired since is refused.
+// the balancer is then pointed at restarted servers: one with the same certificate, key and
+// --agent-tls-ticket-key-file resumes the agent's session, one without that flag does not. A
+// resumed session whose client certificate has expired since is closed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync as readFile } from 'node:fs';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync as readFile, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { issue } from '../../quickstart/pki.js';
 import { utcDay } from '../../server/session-tickets.js';
@@ -35,11 +36,21 @@ describe('TLS session resumption for reconnecting agents', () => {
   let target: LabTarget;
   let agent: Proc | undefined;
   const restarted: ServerInfo[] = [];
+  let secretDir = '';
+  let secretFile = '';
+  /** The UTC day of the agent's latest ticket: the ticket key changes with the day. */
+  let ticketDay = 0;
 
   /** Another server process with the cluster's certificates, on a Unix socket of its own. */
-  async function anotherServer(name: string, extra: string[] = []): Promise<ServerInfo> {
+  async function anotherServer(
+    name: string,
+    extra: string[] = [],
+    keep: (arg: string) => boolean = () => true,
+  ): Promise<ServerInfo> {
     const uds = join(cluster.pki.dir, `${name}-${String(process.pid)}.sock`);
-    const args = cluster.serverArgs.map((a) => (a.startsWith('--uds-name=') ? `--uds-name=${uds}` : a));
+    const args = cluster.serverArgs
+      .filter(keep)
+      .map((a) => (a.startsWith('--uds-name=') ? `--uds-name=${uds}` : a));
     const server = await startServer([...args, ...extra]);
     restarted.push(server);
     return server;
@@ -47,7 +58,13 @@ describe('TLS session resumption for reconnecting agents', () => {
 
   before(async () => {
     target = await new LabTarget('resumed').start();
-    cluster = await startCluster('grpc', 'uds', { agents: 0 });
+    secretDir = mkdtempSync(join(tmpdir(), 'knp-tickets-'));
+    secretFile = join(secretDir, 'ticket-key');
+    writeFileSync(secretFile, randomBytes(48), { mode: 0o600 });
+    cluster = await startCluster('grpc', 'uds', {
+      agents: 0,
+      serverArgs: [`--agent-tls-ticket-key-file=${secretFile}`],
+    });
     balancer = await new TcpBalancer([cluster.server.agentPort]).start();
   });
   after(async () => {
@@ -56,6 +73,7 @@ describe('TLS session resumption for reconnecting agents', () => {
     await balancer.stop();
     await cluster.stop();
     await target.stop();
+    if (secretDir) rmSync(secretDir, { recursive: true, force: true });
   });
 
   it('resumes after the connection breaks, and the resumed agent serves dials', async () => {
@@ -67,26 +85,26 @@ describe('TLS session resumption for reconnecting agents', () => {
 
     balancer.cutAll();
     await waitMetric(port, `${HANDSHAKES}{resumed="true"}`, 1);
+    ticketDay = utcDay(Date.now());
     await waitMetric(port, READY, 1);
     assert.equal(await metric(port, `${HANDSHAKES}{resumed="false"}`), 1, 'no second full handshake');
     assert.equal((await askLabId(cluster.frontend, target.address)).trim(), 'resumed');
   });
-  it('resumes on a restarted server with the same certificate and key, not with tickets from a random key', async (t) => {
-    const day = utcDay(Date.now());
+  it('resumes on a restarted server with the same files and ticket secret, not on one without the secret', async (t) => {
     assert.ok(agent, 'the agent of the first test');
     // "Restart": a new server process, the balancer pointed at it, the old one gone.
     const second = await anotherServer('second');
     balancer.backends[0] = second.agentPort;
     await cluster.server.proc.kill();
     await waitMetric(second.adminPort, READY, 1);
-    if (utcDay(Date.now()) !== day) {
+    if (utcDay(Date.now()) !== ticketDay) {
       t.skip('crossed UTC midnight: the ticket key changed with the day');
       return;
     }
     assert.equal(await metric(second.adminPort, `${HANDSHAKES}{resumed="true"}`), 1);
     assert.equal(await metric(second.adminPort, `${HANDSHAKES}{resumed="false"}`), 0, 'no full handshake');
 
-    const third = await anotherServer('third', ['--agent-tls-tickets-from-key=false']);
+    const third = await anotherServer('third', [], (a) => !a.startsWith('--agent-tls-ticket-key-file='));
     balancer.backends[0] = third.agentPort;
     await second.proc.kill();
     await waitMetric(third.adminPort, READY, 1);
@@ -97,7 +115,7 @@ describe('TLS session resumption for reconnecting agents', () => {
   it('refuses a resumed session whose client certificate has expired since', async () => {
     const server = await anotherServer('expiry');
     const files = cluster.pki.files;
-    const shortLived = await issue(cluster.pki.pki.ca, 'short-lived-agent', 'client', 3000);
+    const shortLived = await issue(cluster.pki.pki.ca, 'short-lived-agent', 'client', 5000);
     const notAfter = Date.parse(new X509Certificate(shortLived.cert).validTo);
     const connect = (session?: Buffer) =>
       new Promise<{ reused: boolean; ticket: Buffer | undefined; closedBy: 'server' | 'us' }>((resolve) => {
@@ -122,7 +140,7 @@ describe('TLS session resumption for reconnecting agents', () => {
           hold = setTimeout(() => {
             ours = true;
             socket.destroy();
-          }, 300);
+          }, 2000);
         });
         socket.once('close', () => {
           clearTimeout(hold);

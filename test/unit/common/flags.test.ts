@@ -1,11 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseGoDuration, formatGoDuration } from '../../../common/flags/go-duration.js';
 import { FlagError, parseFlags } from '../../../common/flags/flag-set.js';
 import { serverConfigFromFlags, serverFlags } from '../../../server/options.js';
 import { agentConfigFromFlags, agentFlags } from '../../../agent/options.js';
 import { createLogger } from '../../../common/log.js';
 import { upstreamAgentFlags, upstreamArgs, upstreamServerFlags } from '../../support/upstream-flags.js';
+import { testPki } from '../../support/pki.js';
 
 const quiet = createLogger({ component: 'test', level: 'silent' });
 
@@ -145,6 +148,33 @@ describe('command lines', () => {
     assert.throws(
       () => cfg(['--uds-name=/tmp/s', '--agent-namespace=x']),
       /--agent-service-account cannot be empty when agent token authentication is configured/,
+    );
+  });
+
+  it('reads the agent TLS ticket secret file, refusing a missing or short one by name', async () => {
+    const { files, dir } = await testPki();
+    const cfg = (args: string[]) => {
+      const r = parseFlags(serverFlags, [
+        '--uds-name=/tmp/ticket-flags.sock',
+        `--cluster-cert=${files.serverCert}`,
+        `--cluster-key=${files.serverKey}`,
+        ...args,
+      ]);
+      return serverConfigFromFlags(r.values, r.set, quiet, {});
+    };
+    assert.equal(cfg([]).agentTicketSecret, undefined, 'none by default: Node keeps its own');
+    const good = join(dir, 'ticket-secret');
+    writeFileSync(good, Buffer.alloc(48, 7));
+    assert.deepEqual(cfg([`--agent-tls-ticket-key-file=${good}`]).agentTicketSecret, Buffer.alloc(48, 7));
+    const short = join(dir, 'ticket-password');
+    writeFileSync(short, 'hunter2');
+    assert.throws(
+      () => cfg([`--agent-tls-ticket-key-file=${short}`]),
+      /--agent-tls-ticket-key-file: ".*ticket-password" holds 7 bytes; it needs at least 32 random bytes/,
+    );
+    assert.throws(
+      () => cfg([`--agent-tls-ticket-key-file=${join(dir, 'absent')}`]),
+      /--agent-tls-ticket-key-file: cannot read ".*absent": ENOENT/,
     );
   });
 
