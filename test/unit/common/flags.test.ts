@@ -9,6 +9,7 @@ import { agentConfigFromFlags, agentFlags } from '../../../agent/options.js';
 import { createLogger } from '../../../common/log.js';
 import { upstreamAgentFlags, upstreamArgs, upstreamServerFlags } from '../../support/upstream-flags.js';
 import { testPki } from '../../support/pki.js';
+import { serverConfigWith } from '../../support/server-config.js';
 
 const quiet = createLogger({ component: 'test', level: 'silent' });
 
@@ -153,15 +154,7 @@ describe('command lines', () => {
 
   it('reads the agent TLS ticket secret file, refusing a missing or short one by name', async () => {
     const { files, dir } = await testPki();
-    const cfg = (args: string[]) => {
-      const r = parseFlags(serverFlags, [
-        '--uds-name=/tmp/ticket-flags.sock',
-        `--cluster-cert=${files.serverCert}`,
-        `--cluster-key=${files.serverKey}`,
-        ...args,
-      ]);
-      return serverConfigFromFlags(r.values, r.set, quiet, {});
-    };
+    const cfg = (args: string[]) => serverConfigWith(files, args);
     assert.equal(cfg([]).agentTicketSecret, undefined, 'none by default: Node keeps its own');
     const good = join(dir, 'ticket-secret');
     writeFileSync(good, Buffer.alloc(48, 7));

@@ -1,23 +1,13 @@
 // The identity binding flags, and what token authentication reads for it from a TokenReview.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFlags } from '../../../../common/flags/flag-set.js';
-import { createLogger } from '../../../../common/log.js';
 import { TokenAuthenticator, type ReviewOutcome } from '../../../../common/kube/token-review.js';
-import { serverConfigFromFlags, serverFlags } from '../../../../server/options.js';
 import { testPki } from '../../../support/pki.js';
-
-const quiet = createLogger({ component: 'test', level: 'silent' });
+import { serverConfigWith } from '../../../support/server-config.js';
 
 async function config(args: string[]) {
   const { files } = await testPki();
-  const r = parseFlags(serverFlags, [
-    '--uds-name=/tmp/identity-binding-flags.sock',
-    `--cluster-cert=${files.serverCert}`,
-    `--cluster-key=${files.serverKey}`,
-    ...args,
-  ]);
-  return serverConfigFromFlags(r.values, r.set, quiet, {});
+  return serverConfigWith(files, args);
 }
 
 const TOKEN_AUTH = [
