@@ -108,7 +108,6 @@ function load(l: LoadFigures): string {
   );
 }
 
-/** "1006 (1000 'agent connected', 4 'listening')": the two messages that make up most lines. */
 /** The idle window's slices: the median is the steady state, the highest shows a one-off. */
 function slices(percents: readonly number[]): string {
   if (percents.length < 2) return '';
@@ -118,6 +117,7 @@ function slices(percents: readonly number[]): string {
   return `; ${percents.length} slices of ${IDLE_SLICE_SECONDS} s: median ${f2(percentile(sorted, 0.5))}%, ${f2(lowest)}-${f2(highest)}%`;
 }
 
+/** "1006 (1000 'agent connected', 4 'listening')": the two messages that make up most lines. */
 function logLines(total: number, messages: [string, number][]): string {
   const top = messages
     .slice(0, 2)
