@@ -46,6 +46,23 @@ const DIAL_CHUNKS = 6;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * From now until the returned function is called: the server's CPU, agents that connected
+ * again, and the server's log lines with their most frequent messages.
+ */
+function watchWindow(server: ServerUnderTest, swarm: Swarm, ticksPerSecond: number) {
+  const before = swarm.totals();
+  const lines = server.logLines;
+  const messages = new Map(server.messages);
+  const cpu = new CpuMeter(server.pid, ticksPerSecond);
+  return () => ({
+    cpuSeconds: cpu.seconds(),
+    reconnects: totalsDelta(before, swarm.totals()).connects,
+    logLines: server.logLines - lines,
+    logMessages: messagesBetween(messages, server.messages).slice(0, TOP_MESSAGES),
+  });
+}
+
 export class ScalePhases {
   private server: ServerUnderTest | undefined;
   private swarm: Swarm | undefined;
@@ -168,10 +185,7 @@ export class ScalePhases {
   async idle(): Promise<IdleFigures & { rssKiB: number }> {
     const { server, swarm } = this.running();
     await sleep(SETTLE_MS);
-    const before = swarm.totals();
-    const lines = server.logLines;
-    const messages = new Map(server.messages);
-    const cpu = new CpuMeter(server.pid, this.env.ticksPerSecond);
+    const window = watchWindow(server, swarm, this.env.ticksPerSecond);
     const t0 = performance.now();
     const slicePercents: number[] = [];
     // In slices, so that a one-off (V8's memory reducer: two full collections of the heap the
@@ -182,16 +196,14 @@ export class ScalePhases {
       await sleep(Math.min(left, IDLE_SLICE_MS));
       slicePercents.push((slice.seconds() / ((performance.now() - s0) / 1000)) * 100);
     }
-    const cpuSeconds = cpu.seconds();
+    const { cpuSeconds, ...what } = window();
     const seconds = (performance.now() - t0) / 1000;
     return {
       seconds: this.o.idleSeconds,
       cpuSeconds,
       cpuPercent: (cpuSeconds / seconds) * 100,
       slicePercents,
-      reconnects: totalsDelta(before, swarm.totals()).connects,
-      logLines: server.logLines - lines,
-      logMessages: messagesBetween(messages, server.messages).slice(0, TOP_MESSAGES),
+      ...what,
       rssKiB: readRssKiB(server.pid),
     };
   }
@@ -211,10 +223,7 @@ export class ScalePhases {
     const agents: RealAgent[] = [];
     try {
       for (const port of [this.agentPort, baselinePort]) agents.push(await this.startDialAgent(port));
-      const before = swarm.totals();
-      const lines = server.logLines;
-      const messages = new Map(server.messages);
-      const cpu = new CpuMeter(server.pid, this.env.ticksPerSecond);
+      const window = watchWindow(server, swarm, this.env.ticksPerSecond);
       const loadCpu = new CpuMeter(process.pid, this.env.ticksPerSecond);
       const t0 = performance.now();
       const deadline = Date.now() + this.timeoutMs;
@@ -232,15 +241,14 @@ export class ScalePhases {
           into.push(await runDialClient(socket, this.env.targetAddress, n, deadline));
         }
       }
+      const { cpuSeconds, ...what } = window();
       return {
         ...mergeDialFigures(withAgents),
         oneAgentAlongside: mergeDialFigures(alongside),
-        reconnects: totalsDelta(before, swarm.totals()).connects,
+        ...what,
         seconds: (performance.now() - t0) / 1000,
-        serverCpuSeconds: cpu.seconds(),
+        serverCpuSeconds: cpuSeconds,
         loadCpuSeconds: loadCpu.seconds(),
-        logLines: server.logLines - lines,
-        logMessages: messagesBetween(messages, server.messages).slice(0, TOP_MESSAGES),
       };
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
