@@ -217,9 +217,7 @@ export class KeepaliveSweeper {
     if (w.state === 'pinged') {
       if (w.activity.lastRead > w.pingTick) {
         // Something arrived after the ping left: alive, whatever became of the ping.
-        this.outstanding--;
-        w.state = 'waiting';
-        this.wait(w);
+        this.unpinged(w, w.activity.lastRead);
       } else if (now - w.pingSentAt >= timeoutMs) {
         const { target } = w;
         if (w.key) this.forget(w.key);
@@ -283,18 +281,18 @@ export class KeepaliveSweeper {
     this.schedule(w, now + this.options.timeoutMs);
     const sent = target.ping(() => {
       if (w.state !== 'pinged' || w.pingSentAt !== now) return; // gone, or a later ping's
-      this.outstanding--;
-      this.unlink(w);
-      w.activity.lastRead = this.now();
-      this.wait(w);
+      this.unpinged(w, this.now());
     });
-    if (!sent) {
-      // Closing (its close will forget it), or too many pings outstanding: try an interval on.
-      this.outstanding--;
-      this.unlink(w);
-      w.activity.lastRead = now;
-      this.wait(w);
-    }
+    // Closing (its close will forget it), or too many pings outstanding: try an interval on.
+    if (!sent) this.unpinged(w, now);
+  }
+
+  /** A pinged connection back on the wheel, counted as active at `since`. */
+  private unpinged(w: Watched, since: number): void {
+    this.outstanding--;
+    this.unlink(w);
+    w.activity.lastRead = since;
+    this.wait(w);
   }
 
   /**
