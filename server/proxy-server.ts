@@ -436,20 +436,16 @@ export class ProxyServer {
         ca: files.ca,
         policy: JSON.stringify(tlsPolicyOptions(this.tlsPolicy)),
       };
-    const tickets = (files: TlsFiles, day: number) => {
-      const m = material(files);
-      return m ? ticketOptions(m, day) : {};
-    };
+    const first = material(tls);
     const startDay = utcDay(Date.now());
     const options: TlsListenOptions = {
       ...this.secureContext(tls),
-      ...tickets(tls, startDay),
+      ...(first ? ticketOptions(first, startDay) : {}),
       requestCert: !!tls.ca,
     };
     const bound = await server.listenTls(host || '0.0.0.0', port, options).catch((err: unknown) => {
       throw new Error(`cannot listen on ${host || '0.0.0.0'}:${port}: ${(err as Error).message}`);
     });
-    const first = material(tls);
     let rotation: TicketKeyRotation | undefined;
     if (first) {
       rotation = new TicketKeyRotation(first, startDay, (keys) => {
@@ -460,8 +456,8 @@ export class ProxyServer {
     }
     this.watchTls(name, tls, (files) => {
       const day = utcDay(Date.now());
-      bound.setSecureContext({ ...this.secureContext(files), ...tickets(files, day) });
       const m = material(files);
+      bound.setSecureContext({ ...this.secureContext(files), ...(m ? ticketOptions(m, day) : {}) });
       if (m) rotation?.set(m, day);
     });
     return bound.port;
