@@ -1,18 +1,30 @@
 // Admission control for TLS handshakes: at most maxInProgress run at once; further connections
-// are accepted but left unread, first come first served. When thousands of agents reconnect at
-// once (a server restart), handshaking all of them together shares the CPU so thinly that none
-// finishes before the agents give up (15 s) and retry, and the work done on them is lost; with a
-// bound, the admitted ones finish in milliseconds and the rest wait their turn. A connection
-// that waited longer than maxWaitMs is closed unread: its agent has probably given up already,
-// and a handshake with it would be work thrown away.
+// are accepted and wait. When thousands of agents reconnect at once (a server restart),
+// handshaking all of them together shares the CPU so thinly that none finishes before the
+// agents give up and retry, and the work done on them is lost; with a bound, the admitted ones
+// finish in milliseconds and the rest wait their turn.
+// A waiting connection is read, not handshaken: its ClientHello is kept and handed to TLS at its
+// turn, and a client that gives up while waiting (it closes: our agent after 15 s, grpc-go's
+// after 20 s) leaves the queue at once. So the queue holds only clients still there, and no
+// handshake is spent on one that left.
+// Whose turn: the oldest first while the server keeps up; once the oldest has waited longer
+// than newestFirstAfterMs the newest first (adaptive LIFO). In a storm the oldest are the ones
+// about to give up: serving them first spends whole handshakes on clients that then time out
+// before their stream opens, while the newest have all their patience left. The oldest wait on
+// or leave (and retry, becoming the newest). A connection that waited longer than maxWaitMs
+// without closing (a peer that vanished silently) is closed unread at its turn.
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { ConcurrencyObserver } from '../common/concurrency-limit.js';
 
 /** As for any concurrency limit (handshakes in progress, connections waiting), and expiry. */
 export interface HandshakeObserver extends ConcurrencyObserver {
-  /** A connection waited too long and was closed unread. */
+  /** A connection waited too long and was closed without a handshake. */
   expired(): void;
+  /** A waiting connection's client closed it before its turn (it gave up, and retries). */
+  abandoned(): void;
+  /** A waiting connection sent more than a ClientHello before its turn and was closed. */
+  refused(): void;
 }
 
 export interface HandshakeAdmissionOptions {
@@ -20,13 +32,79 @@ export interface HandshakeAdmissionOptions {
   maxInProgress: number;
   /** A connection that waited this long for its turn is closed without a handshake. */
   maxWaitMs: number;
+  /**
+   * Once the oldest waiting connection has waited this long, the server is behind: the newest
+   * are admitted first (default 1 s).
+   */
+  newestFirstAfterMs?: number;
   observer?: HandshakeObserver;
   now?: () => number;
 }
 
-interface Waiting {
-  socket: net.Socket;
-  since: number;
+/**
+ * The most a waiting connection may send: a ClientHello is one TLS record (at most 16 KiB) and a
+ * TLS client sends nothing more before the server answers, so one that does is closed.
+ */
+const MAX_READ_WHILE_WAITING = 16 * 1024 + 5;
+
+const DEFAULT_NEWEST_FIRST_AFTER_MS = 1000;
+
+/** A connection waiting for a handshake slot, read meanwhile so that its client's close is seen. */
+class Waiting {
+  readonly since: number;
+  /** Closed before its turn, by its client or for sending too much. */
+  gone = false;
+  /** It sent more than a ClientHello before its turn. */
+  oversized = false;
+  private received: Buffer[] = [];
+  private bytes = 0;
+  private readonly onData = (chunk: Buffer): void => {
+    this.received.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes > MAX_READ_WHILE_WAITING) {
+      this.oversized = true;
+      this.socket.destroy();
+    }
+  };
+  private readonly onEnd = (): void => {
+    this.socket.destroy();
+  };
+  private readonly onClose = (): void => {
+    this.gone = true;
+    this.received = [];
+    this.left(this);
+  };
+
+  constructor(
+    readonly socket: net.Socket,
+    now: number,
+    private readonly left: (waiting: Waiting) => void,
+  ) {
+    this.since = now;
+    socket.on('data', this.onData);
+    socket.once('end', this.onEnd);
+    socket.once('close', this.onClose);
+  }
+
+  /** Stops reading and puts back what was read, for the TLS socket to start from. */
+  handOver(): void {
+    this.stopWatching();
+    this.socket.pause();
+    if (this.bytes > 0) this.socket.unshift(Buffer.concat(this.received));
+    this.received = [];
+  }
+
+  /** Forgets the connection without a handshake (expired, or the server closes). */
+  discard(): void {
+    this.stopWatching();
+    this.socket.destroy();
+  }
+
+  private stopWatching(): void {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.off('close', this.onClose);
+  }
 }
 
 /** The peer of a connection, which names it until it closes. */
@@ -52,14 +130,18 @@ export class HandshakeAdmission {
   private readonly inProgress = new Map<net.Socket, string | undefined>();
   private queue: (Waiting | undefined)[] = [];
   private head = 0;
+  /** Entries of the queue whose client is still there. */
+  private live = 0;
   private readonly now: () => number;
+  private readonly newestFirstAfterMs: number;
 
   constructor(
     private readonly secure: tls.Server,
     private readonly options: HandshakeAdmissionOptions,
   ) {
     this.now = options.now ?? (() => performance.now());
-    // pauseOnConnect: nothing is read (no TLS work) until the connection is admitted.
+    this.newestFirstAfterMs = options.newestFirstAfterMs ?? DEFAULT_NEWEST_FIRST_AFTER_MS;
+    // pauseOnConnect: nothing is read until the connection is admitted or queued.
     this.tcp = net.createServer({ pauseOnConnect: true }, (socket) => {
       this.arrive(socket);
     });
@@ -76,15 +158,16 @@ export class HandshakeAdmission {
   }
 
   get waiting(): number {
-    return this.queue.length - this.head;
+    return this.live;
   }
 
   /** Stops accepting and closes the connections still waiting. */
   close(): void {
     this.tcp.close();
-    for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.socket.destroy();
+    for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.discard();
     this.queue = [];
     this.head = 0;
+    this.live = 0;
     this.report();
   }
 
@@ -95,15 +178,31 @@ export class HandshakeAdmission {
   }
 
   private arrive(socket: net.Socket): void {
-    // A waiting connection that fails is dropped at its turn; until then nobody reads it.
+    // A waiting connection's errors end it (its 'close' takes it out of the queue); the TLS
+    // socket reports its own once admitted.
     socket.on('error', () => undefined);
-    if (this.inProgress.size < this.options.maxInProgress && this.waiting === 0) {
+    if (this.inProgress.size < this.options.maxInProgress && this.live === 0) {
       this.admit(socket);
     } else {
-      this.queue.push({ socket, since: this.now() });
+      this.queue.push(new Waiting(socket, this.now(), this.leftQueue));
+      this.live++;
       this.options.observer?.queued();
+      socket.resume();
     }
     this.report();
+  }
+
+  /** A waiting connection closed: it no longer counts, and is skipped at its turn. */
+  private readonly leftQueue = (waiting: Waiting): void => {
+    this.live--;
+    this.countClosed(waiting);
+    this.report();
+  };
+
+  /** A waiting connection closed before its turn: by its client, or for sending too much. */
+  private countClosed(waiting: Waiting): void {
+    if (waiting.oversized) this.options.observer?.refused();
+    else this.options.observer?.abandoned();
   }
 
   private admit(socket: net.Socket): void {
@@ -144,14 +243,21 @@ export class HandshakeAdmission {
     if (!this.inProgress.delete(socket)) return;
     const now = this.now();
     while (this.inProgress.size < this.options.maxInProgress && this.head < this.queue.length) {
-      const next = this.queue[this.head];
-      this.queue[this.head++] = undefined;
-      if (!next || next.socket.destroyed) continue;
+      const next = this.take(now);
+      if (!next) continue;
+      this.live--;
+      if (next.socket.destroyed) {
+        // Closed, its 'close' not yet emitted.
+        next.discard();
+        this.countClosed(next);
+        continue;
+      }
       if (now - next.since > this.options.maxWaitMs) {
-        next.socket.destroy();
+        next.discard();
         this.options.observer?.expired();
         continue;
       }
+      next.handOver();
       this.admit(next.socket);
     }
     if (this.head === this.queue.length) {
@@ -162,6 +268,20 @@ export class HandshakeAdmission {
       this.head = 0;
     }
     this.report();
+  }
+
+  /**
+   * The next connection to admit, or undefined for an entry that had left: the oldest, unless
+   * the oldest has waited longer than newestFirstAfterMs; then the newest.
+   */
+  private take(now: number): Waiting | undefined {
+    const oldest = this.queue[this.head];
+    if (!oldest || oldest.gone || now - oldest.since <= this.newestFirstAfterMs) {
+      this.queue[this.head++] = undefined;
+      return oldest?.gone ? undefined : oldest;
+    }
+    const newest = this.queue.pop();
+    return newest?.gone ? undefined : newest;
   }
 
   private report(): void {

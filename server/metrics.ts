@@ -44,6 +44,7 @@ export class ServerMetrics {
   readonly agentTlsHandshakesWaiting: Gauge;
   readonly agentTlsHandshakesQueued: Counter;
   readonly agentTlsHandshakesExpired: Counter;
+  readonly agentTlsHandshakesAbandoned: Counter;
   readonly tokenReviewsQueued: Counter;
 
   constructor(readonly registry: Registry) {
@@ -155,7 +156,12 @@ export class ServerMetrics {
     });
     this.agentTlsHandshakesExpired = new Counter({
       name: PREFIX + 'agent_tls_handshakes_expired_total',
-      help: 'ours: agent connections closed unread after waiting 10 s for a handshake slot (their agents retry); many mean the server cannot keep up with a reconnect storm',
+      help: 'ours: agent connections closed unread after waiting 30 s for a handshake slot without their client closing them (a peer that vanished silently)',
+      registers,
+    });
+    this.agentTlsHandshakesAbandoned = new Counter({
+      name: PREFIX + 'agent_tls_handshakes_abandoned_total',
+      help: "ours: agent connections whose client closed them while they waited for a handshake slot (the agent gave up and retries with backoff); rising outside a restart: the server cannot keep up with its agents' connects",
       registers,
     });
     this.tokenReviewsInFlight = new Gauge({
@@ -194,6 +200,12 @@ export class ServerMetrics {
       ),
       expired: () => {
         this.agentTlsHandshakesExpired.inc();
+      },
+      abandoned: () => {
+        this.agentTlsHandshakesAbandoned.inc();
+      },
+      refused: () => {
+        this.agentTlsHandshakeFailures.inc();
       },
     };
   }

@@ -1,6 +1,7 @@
 // Handshake admission on a real TLS server and real sockets: connections beyond the bound wait
-// unread and are admitted as handshakes end, in arrival order; one that waited too long is
-// closed without a handshake.
+// (read, not handshaken) and are admitted as handshakes end with what they sent meanwhile, in
+// arrival order, or newest first once the oldest has waited too long; one whose client closes
+// it leaves the queue at once; one that waited longer than the limit is closed unhandshaken.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -26,6 +27,10 @@ describe('TLS handshake admission', () => {
     peak: { inProgress: number };
     queued: { n: number };
     expired: { n: number };
+    abandoned: { n: number };
+    refused: { n: number };
+    /** Handshakes that failed on the server. */
+    failed: { n: number };
     /** Client ports, in the order their handshakes completed. */
     order: number[];
   }
@@ -37,21 +42,27 @@ describe('TLS handshake admission', () => {
       order.push(s.remotePort ?? 0);
       s.end('hello');
     });
+    const failed = { n: 0 };
+    secure.on('tlsClientError', () => failed.n++);
     const peak = { inProgress: 0 };
     const queued = { n: 0 };
     const expired = { n: 0 };
+    const abandoned = { n: 0 };
+    const refused = { n: 0 };
     const gate = new HandshakeAdmission(secure, {
       ...options,
       observer: {
         changed: (inProgress) => (peak.inProgress = Math.max(peak.inProgress, inProgress)),
         queued: () => queued.n++,
         expired: () => expired.n++,
+        abandoned: () => abandoned.n++,
+        refused: () => refused.n++,
       },
     });
     await new Promise<void>((resolve) => gate.tcp.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => gate.close());
     const port = (gate.tcp.address() as net.AddressInfo).port;
-    return { port, gate, peak, queued, expired, order };
+    return { port, gate, peak, queued, expired, abandoned, refused, failed, order };
   }
 
   /** A TCP connection that has not started its handshake yet: it holds a slot once admitted. */
@@ -91,7 +102,11 @@ describe('TLS handshake admission', () => {
   }
 
   it('holds connections beyond the bound unread and admits them as handshakes end', async () => {
-    const { port, gate, peak, queued, order } = await start({ maxInProgress: 2, maxWaitMs: 60_000 });
+    const { port, gate, peak, queued, order } = await start({
+      maxInProgress: 2,
+      maxWaitMs: 60_000,
+      newestFirstAfterMs: 60_000,
+    });
     const first = await rawConnection(port);
     const second = await rawConnection(port);
     const third = await rawConnection(port);
@@ -106,6 +121,29 @@ describe('TLS handshake admission', () => {
     assert.equal(peak.inProgress, 2);
     assert.equal(queued.n, 1);
     assert.deepEqual(order, [ports[0], ports[2], ports[1]]);
+  });
+
+  it('admits the newest first once the oldest has waited longer than newestFirstAfterMs', async () => {
+    let now = 0;
+    const { port, gate, order } = await start({
+      maxInProgress: 1,
+      maxWaitMs: 60_000,
+      newestFirstAfterMs: 1000,
+      now: () => now,
+    });
+    const [holder, oldest] = await admittedAndWaiting(port, gate);
+    now = 100;
+    const middle = await rawConnection(port);
+    now = 200;
+    const newest = await rawConnection(port);
+    await waitFor('three waiting', () => gate.waiting === 3);
+    const ports = [holder, newest, middle, oldest].map((s) => s.localPort);
+    // Each sends its ClientHello now, while it waits; the oldest has waited past the limit.
+    const waiters = [oldest, middle, newest].map((s) => handshake(s));
+    now = 1500;
+    assert.equal(await handshake(holder), 'hello');
+    for (const done of waiters) assert.equal(await done, 'hello');
+    assert.deepEqual(order, ports);
   });
 
   it('frees a slot when an admitted client hangs up mid-handshake', async () => {
@@ -129,6 +167,43 @@ describe('TLS handshake admission', () => {
     await waitFor('nothing left', () => gate.handshaking === 0 && gate.waiting === 0);
     // The server goes on: a new client is served.
     assert.equal(await handshake(await rawConnection(port)), 'hello');
+  });
+
+  it('drops a waiting connection at once when its client closes it, and never handshakes it', async () => {
+    const { port, gate, abandoned, failed, order } = await start({ maxInProgress: 1, maxWaitMs: 60_000 });
+    const [holder, quitter] = await admittedAndWaiting(port, gate);
+    const stays = await rawConnection(port);
+    const ports = [holder.localPort, stays.localPort];
+    await waitFor('two waiting', () => gate.waiting === 2);
+    // The quitter sends the start of a ClientHello, then gives up, as an agent does on its timeout.
+    quitter.end(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+    await waitFor('the quitter left the queue', () => gate.waiting === 1 && abandoned.n === 1);
+    assert.equal(gate.handshaking, 1, 'the holder still holds the only slot');
+    const staysDone = handshake(stays);
+    assert.equal(await handshake(holder), 'hello');
+    assert.equal(await staysDone, 'hello');
+    assert.deepEqual(order, ports);
+    assert.equal(failed.n, 0, 'no handshake was attempted on the closed connection');
+    await waitFor('nothing left', () => gate.handshaking === 0 && gate.waiting === 0);
+  });
+
+  it('closes a waiting connection that sends more than a ClientHello, and serves the next', async () => {
+    const { port, gate, refused, abandoned } = await start({ maxInProgress: 1, maxWaitMs: 60_000 });
+    const [holder, flooder] = await admittedAndWaiting(port, gate);
+    const next = await rawConnection(port);
+    await waitFor('two waiting', () => gate.waiting === 2);
+    flooder.on('error', () => undefined);
+    const flooderClosed = new Promise<void>((resolve) => flooder.once('close', () => resolve()));
+    // 1 MiB before its turn: no TLS client does that; it is closed while waiting.
+    flooder.write(Buffer.alloc(1024 * 1024, 0x41));
+    await within(flooderClosed, 10_000, 'the flooder closed');
+    await waitFor('the flooder left the queue', () => gate.waiting === 1);
+    assert.equal(refused.n, 1);
+    assert.equal(abandoned.n, 0);
+    assert.equal(gate.handshaking, 1, 'the holder still holds the only slot');
+    const nextDone = handshake(next);
+    assert.equal(await handshake(holder), 'hello');
+    assert.equal(await nextDone, 'hello');
   });
 
   it('closes the waiting connections on close(), and the admitted ones on destroy()', async () => {
