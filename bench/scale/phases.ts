@@ -289,8 +289,11 @@ export class ScalePhases {
     const { server } = await this.startServer(this.uds, this.agentPort, extra);
     this.server = server;
     const serverStartSeconds = (epochNow() - since) / 1000;
+    const cpu = new CpuMeter(server.pid, this.env.ticksPerSecond);
     const wait = await swarm.waitAllConnected(since, this.timeoutMs, this.serverGone(server));
+    const serverCpuSeconds = cpu.seconds();
     const loadCpuSeconds = loadCpu.seconds();
+    const delta = totalsDelta(before, swarm.totals());
     // Log lines of the last connects may still be on their way through the server's pipe.
     await sleep(SETTLE_MS);
     return {
@@ -298,7 +301,9 @@ export class ScalePhases {
       serverStartSeconds,
       logLines: server.logLines,
       logMessages: messagesBetween(new Map(), server.messages).slice(0, TOP_MESSAGES),
-      swarm: totalsDelta(before, swarm.totals()),
+      serverCpuSeconds,
+      cpuMsPerConnect: (serverCpuSeconds * 1000) / Math.max(1, delta.connects),
+      swarm: delta,
       loadCpuSeconds,
     };
   }

@@ -52,6 +52,9 @@ export interface RestartFigures extends ConnectWait, LoadFigures {
   logLines: number;
   /** The most frequent of them, with their line counts. */
   logMessages: [message: string, lines: number][];
+  /** The new server's CPU from its start until all agents were back. */
+  serverCpuSeconds: number;
+  cpuMsPerConnect: number;
 }
 
 export interface AuthFigures extends RestartFigures {
@@ -130,17 +133,22 @@ function dials(d: DialFigures): string {
   return d.firstError === undefined ? base : `${base}; ${d.failed} failed, first: ${d.firstError}`;
 }
 
-/** The markdown table; a row per figure measured. */
+function serverCpu(seconds: number, msPerConnect: number): string {
+  return `${f2(seconds)} s, ${f2(msPerConnect)} ms per agent connect`;
+}
+
 /** The rows of a restart phase, under `label`: all back, `extra`, log lines, load generator. */
 function restartRows(label: string, r: RestartFigures, extra: [string, string][] = []): [string, string][] {
   return [
     [`${label}: all agents back`, `${connected(r)} (server up after ${f2(r.serverStartSeconds)} s)`],
+    [`${label}: server CPU until all back`, serverCpu(r.serverCpuSeconds, r.cpuMsPerConnect)],
     ...extra.map(([k, v]): [string, string] => [`${label}: ${k}`, v]),
     [`${label}: server log lines (start to 2 s after all back)`, logLines(r.logLines, r.logMessages)],
     [`${label}: load generator`, load(r)],
   ];
 }
 
+/** The markdown table; a row per figure measured. */
 export function scaleTable(r: ScaleResult): string {
   const n = r.agents;
   const rows: [string, string][] = [];
@@ -148,7 +156,7 @@ export function scaleTable(r: ScaleResult): string {
     rows.push(['agents connected from cold', connected(r.cold)]);
     rows.push([
       'server CPU for the cold connect',
-      `${f2(r.cold.serverCpuSeconds)} s, ${f2(r.cold.cpuMsPerConnect)} ms per agent connect`,
+      serverCpu(r.cold.serverCpuSeconds, r.cold.cpuMsPerConnect),
     ]);
     rows.push(['cold connect: load generator', load(r.cold)]);
   }

@@ -27,8 +27,10 @@ const ROWS = [
   'during those dials',
   'sequential dials p50 / p99, 1 agent (own server, before any agents connect)',
   'kill -9 and restart: all agents back',
+  'kill -9 and restart: server CPU until all back',
   'kill -9 and restart: server log lines',
   'restart with token auth: all agents back',
+  'restart with token auth: server CPU until all back',
   'restart with token auth: TokenReviews',
   'restart with token auth: peak concurrent TokenReviews',
 ];
