@@ -12,10 +12,13 @@
 // about to give up: serving them first spends whole handshakes on clients that then time out
 // before their stream opens, while the newest have all their patience left. The oldest wait on
 // or leave (and retry, becoming the newest). A connection that waited longer than maxWaitMs
-// without closing (a peer that vanished silently) is closed unread at its turn.
+// without closing (a peer that vanished silently) is closed when the next slot frees (at least
+// every 10 s while handshakes are under way: their own timeout). What a waiting connection may
+// send before its turn is bounded (client-hello-buffer.ts).
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { ConcurrencyObserver } from '../common/concurrency-limit.js';
+import { ClientHelloBuffer } from './client-hello-buffer.js';
 
 /** As for any concurrency limit (handshakes in progress, connections waiting), and expiry. */
 export interface HandshakeObserver extends ConcurrencyObserver {
@@ -23,7 +26,7 @@ export interface HandshakeObserver extends ConcurrencyObserver {
   expired(): void;
   /** A waiting connection's client closed it before its turn (it gave up, and retries). */
   abandoned(): void;
-  /** A waiting connection sent more than a ClientHello before its turn and was closed. */
+  /** A waiting connection sent what no waiting TLS client sends (client-hello-buffer.ts). */
   refused(): void;
 }
 
@@ -41,28 +44,19 @@ export interface HandshakeAdmissionOptions {
   now?: () => number;
 }
 
-/**
- * The most a waiting connection may send: a ClientHello is one TLS record (at most 16 KiB) and a
- * TLS client sends nothing more before the server answers, so one that does is closed.
- */
-const MAX_READ_WHILE_WAITING = 16 * 1024 + 5;
-
 const DEFAULT_NEWEST_FIRST_AFTER_MS = 1000;
 
 /** A connection waiting for a handshake slot, read meanwhile so that its client's close is seen. */
 class Waiting {
   readonly since: number;
-  /** Closed before its turn, by its client or for sending too much. */
+  /** Closed before its turn, by its client or refused. */
   gone = false;
-  /** It sent more than a ClientHello before its turn. */
-  oversized = false;
-  private received: Buffer[] = [];
-  private bytes = 0;
+  /** It sent what no waiting TLS client sends, and was closed. */
+  refused = false;
+  private readonly hello = new ClientHelloBuffer();
   private readonly onData = (chunk: Buffer): void => {
-    this.received.push(chunk);
-    this.bytes += chunk.length;
-    if (this.bytes > MAX_READ_WHILE_WAITING) {
-      this.oversized = true;
+    if (this.hello.push(chunk) !== undefined) {
+      this.refused = true;
       this.socket.destroy();
     }
   };
@@ -71,7 +65,7 @@ class Waiting {
   };
   private readonly onClose = (): void => {
     this.gone = true;
-    this.received = [];
+    this.hello.take();
     this.left(this);
   };
 
@@ -86,17 +80,23 @@ class Waiting {
     socket.once('close', this.onClose);
   }
 
-  /** Stops reading and puts back what was read, for the TLS socket to start from. */
+  /**
+   * Stops reading and puts back what was read, for the TLS socket to start from: Node's TLS
+   * socket feeds a wrapped socket's buffered bytes to TLS before any new ones (`initRead` in
+   * _tls_wrap.js; the admission tests pin it). Paused first: unshift on a flowing stream with
+   * an empty buffer would emit the bytes as 'data' instead of buffering them.
+   */
   handOver(): void {
     this.stopWatching();
     this.socket.pause();
-    if (this.bytes > 0) this.socket.unshift(Buffer.concat(this.received));
-    this.received = [];
+    const bytes = this.hello.take();
+    if (bytes.length > 0) this.socket.unshift(bytes);
   }
 
   /** Forgets the connection without a handshake (expired, or the server closes). */
   discard(): void {
     this.stopWatching();
+    this.hello.take();
     this.socket.destroy();
   }
 
@@ -196,12 +196,18 @@ export class HandshakeAdmission {
   private readonly leftQueue = (waiting: Waiting): void => {
     this.live--;
     this.countClosed(waiting);
+    // Newest first leaves closed entries under newer ones: drop them once they are most.
+    const entries = this.queue.length - this.head;
+    if (entries > 2 * this.live + 1024) {
+      this.queue = this.queue.slice(this.head).filter((w) => w !== undefined && !w.gone);
+      this.head = 0;
+    }
     this.report();
   };
 
   /** A waiting connection closed before its turn: by its client, or for sending too much. */
   private countClosed(waiting: Waiting): void {
-    if (waiting.oversized) this.options.observer?.refused();
+    if (waiting.refused) this.options.observer?.refused();
     else this.options.observer?.abandoned();
   }
 
@@ -242,6 +248,8 @@ export class HandshakeAdmission {
   private release(socket: net.Socket): void {
     if (!this.inProgress.delete(socket)) return;
     const now = this.now();
+    // After this every entry is younger than maxWaitMs: take() needs no check of its own.
+    this.expireOldest(now);
     while (this.inProgress.size < this.options.maxInProgress && this.head < this.queue.length) {
       const next = this.take(now);
       if (!next) continue;
@@ -250,11 +258,6 @@ export class HandshakeAdmission {
         // Closed, its 'close' not yet emitted.
         next.discard();
         this.countClosed(next);
-        continue;
-      }
-      if (now - next.since > this.options.maxWaitMs) {
-        next.discard();
-        this.options.observer?.expired();
         continue;
       }
       next.handOver();
@@ -268,6 +271,23 @@ export class HandshakeAdmission {
       this.head = 0;
     }
     this.report();
+  }
+
+  /**
+   * Closes the waiting connections older than maxWaitMs. Entries are in arrival order (added at
+   * the tail, taken from either end), so those are a block at the head; newest first would
+   * otherwise never reach them while newer ones keep arriving.
+   */
+  private expireOldest(now: number): void {
+    while (this.head < this.queue.length) {
+      const oldest = this.queue[this.head];
+      if (oldest && !oldest.gone && now - oldest.since <= this.options.maxWaitMs) return;
+      this.queue[this.head++] = undefined;
+      if (!oldest || oldest.gone) continue;
+      this.live--;
+      oldest.discard();
+      this.options.observer?.expired();
+    }
   }
 
   /**

@@ -136,7 +136,7 @@ export class ServerMetrics {
     for (const r of ['true', 'false']) this.agentTlsHandshakes.labels(r).inc(0);
     this.agentTlsHandshakeFailures = new Counter({
       name: PREFIX + 'agent_tls_handshake_failures_total',
-      help: 'ours: TLS handshakes on the agent port that failed (a bad or missing client certificate, or a client that gave up mid-handshake during a reconnect storm); each is logged at debug',
+      help: 'ours: TLS handshakes on the agent port that failed (a bad or missing client certificate, or a client that gave up mid-handshake during a reconnect storm; each is logged at debug), waiting connections refused for what they sent before their turn (not TLS, more than a ClientHello), and resumed sessions whose client certificate has expired since',
       registers,
     });
     this.agentTlsHandshakesInProgress = new Gauge({
@@ -146,7 +146,7 @@ export class ServerMetrics {
     });
     this.agentTlsHandshakesWaiting = new Gauge({
       name: PREFIX + 'agent_tls_handshakes_waiting',
-      help: 'ours: agent connections accepted and waiting, unread, for a handshake slot under --max-concurrent-agent-handshakes',
+      help: 'ours: agent connections accepted and waiting for a handshake slot under --max-concurrent-agent-handshakes (only those whose client is still there)',
       registers,
     });
     this.agentTlsHandshakesQueued = new Counter({
@@ -156,7 +156,7 @@ export class ServerMetrics {
     });
     this.agentTlsHandshakesExpired = new Counter({
       name: PREFIX + 'agent_tls_handshakes_expired_total',
-      help: 'ours: agent connections closed unread after waiting 30 s for a handshake slot without their client closing them (a peer that vanished silently)',
+      help: 'ours: agent connections closed after waiting over 30 s for a handshake slot without their client closing them (a peer that vanished silently)',
       registers,
     });
     this.agentTlsHandshakesAbandoned = new Counter({

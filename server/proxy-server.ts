@@ -106,7 +106,7 @@ export interface ServerLimits {
   maxDialsPerSecond: number;
   /** TokenReviews in flight at once (agents beyond it queue); 0: no limit. */
   maxConcurrentTokenReviews: number;
-  /** TLS handshakes in progress at once on the agent port (the rest wait unread); 0: no limit. */
+  /** TLS handshakes in progress at once on the agent port (the rest wait); 0: no limit. */
   maxConcurrentAgentHandshakes?: number;
   /** Largest gRPC message accepted from frontends and agents. */
   maxMessageBytes: number;
