@@ -44,7 +44,6 @@ export class ServerMetrics {
   readonly agentTlsHandshakesWaiting: Gauge;
   readonly agentTlsHandshakesQueued: Counter;
   readonly agentTlsHandshakesExpired: Counter;
-  readonly agentTlsHandshakesAbandoned: Counter;
   readonly tokenReviewsQueued: Counter;
 
   constructor(readonly registry: Registry) {
@@ -136,7 +135,7 @@ export class ServerMetrics {
     for (const r of ['true', 'false']) this.agentTlsHandshakes.labels(r).inc(0);
     this.agentTlsHandshakeFailures = new Counter({
       name: PREFIX + 'agent_tls_handshake_failures_total',
-      help: 'ours: TLS handshakes on the agent port that failed (a bad or missing client certificate, or a client that gave up mid-handshake during a reconnect storm; each is logged at debug), waiting connections refused for what they sent before their turn (not TLS, more than a ClientHello), and resumed sessions whose client certificate has expired since',
+      help: 'ours: TLS handshakes on the agent port that failed (a bad or missing client certificate, or a client that gave up mid-handshake during a reconnect storm); each is logged at debug',
       registers,
     });
     this.agentTlsHandshakesInProgress = new Gauge({
@@ -146,7 +145,7 @@ export class ServerMetrics {
     });
     this.agentTlsHandshakesWaiting = new Gauge({
       name: PREFIX + 'agent_tls_handshakes_waiting',
-      help: 'ours: agent connections accepted and waiting for a handshake slot under --max-concurrent-agent-handshakes (only those whose client is still there)',
+      help: 'ours: agent connections accepted and waiting, unread, for a handshake slot under --max-concurrent-agent-handshakes',
       registers,
     });
     this.agentTlsHandshakesQueued = new Counter({
@@ -156,12 +155,7 @@ export class ServerMetrics {
     });
     this.agentTlsHandshakesExpired = new Counter({
       name: PREFIX + 'agent_tls_handshakes_expired_total',
-      help: 'ours: agent connections closed after waiting over 30 s for a handshake slot without their client closing them (a peer that vanished silently)',
-      registers,
-    });
-    this.agentTlsHandshakesAbandoned = new Counter({
-      name: PREFIX + 'agent_tls_handshakes_abandoned_total',
-      help: "ours: agent connections whose client closed them while they waited for a handshake slot (the agent gave up and retries with backoff); rising outside a restart: the server cannot keep up with its agents' connects",
+      help: 'ours: agent connections closed unread after waiting 10 s for a handshake slot (their agents retry); many mean the server cannot keep up with a reconnect storm',
       registers,
     });
     this.tokenReviewsInFlight = new Gauge({
@@ -200,12 +194,6 @@ export class ServerMetrics {
       ),
       expired: () => {
         this.agentTlsHandshakesExpired.inc();
-      },
-      abandoned: () => {
-        this.agentTlsHandshakesAbandoned.inc();
-      },
-      refused: () => {
-        this.agentTlsHandshakeFailures.inc();
       },
     };
   }

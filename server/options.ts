@@ -134,7 +134,7 @@ export const serverFlags = {
   'max-concurrent-agent-handshakes': {
     kind: 'int',
     default: 64,
-    help: 'ours: TLS handshakes in progress at once on the agent port; further agents are accepted and wait their turn (in arrival order; newest first once the oldest has waited 1 s, as those are about to give up), so that a reconnect storm is served at full speed instead of every handshake slowing down until agents give up; a waiting agent that gives up and closes leaves the queue at once, one that waited over 30 s is closed. 0: no limit',
+    help: 'ours: TLS handshakes in progress at once on the agent port; further agents are accepted and wait unread, in arrival order, so that a reconnect storm is served at full speed instead of every handshake slowing down until agents give up; one that waited 10 s is closed unread (its agent retries). 0: no limit',
   },
   'idle-connection-timeout': {
     kind: 'duration',

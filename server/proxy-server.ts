@@ -106,7 +106,7 @@ export interface ServerLimits {
   maxDialsPerSecond: number;
   /** TokenReviews in flight at once (agents beyond it queue); 0: no limit. */
   maxConcurrentTokenReviews: number;
-  /** TLS handshakes in progress at once on the agent port (the rest wait); 0: no limit. */
+  /** TLS handshakes in progress at once on the agent port (the rest wait unread); 0: no limit. */
   maxConcurrentAgentHandshakes?: number;
   /** Largest gRPC message accepted from frontends and agents. */
   maxMessageBytes: number;
@@ -137,11 +137,8 @@ const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
 const DEFAULT_HEADER_TIMEOUT = 10_000;
 const DEFAULT_MAX_CONCURRENT_REVIEWS = 128;
 const DEFAULT_MAX_CONCURRENT_AGENT_HANDSHAKES = 64;
-/**
- * Longer than agents wait (ours 15 s, grpc-go's 20 s): they close a connection when they give
- * up, and that takes it out of the queue; this bounds only peers that vanished without a word.
- */
-const AGENT_HANDSHAKE_MAX_WAIT_MS = 30_000;
+/** Shorter than the agents' own 15 s: one that waited longer has probably given up. */
+const AGENT_HANDSHAKE_MAX_WAIT_MS = 10_000;
 const DEFAULT_KEEPALIVE_PINGS_PER_SECOND = 10;
 
 export class ProxyServer {

@@ -43,7 +43,7 @@ export interface GrpcServerOptions {
   /** Every failed TLS handshake. */
   onTlsClientError?: ((err: Error) => void) | undefined;
   /**
-   * TLS listeners: a bound on handshakes in progress, further connections waiting their turn
+   * TLS listeners: a bound on handshakes in progress, further connections waiting unread
    * (server/handshake-admission.ts); undefined: every connection is handshaken at once.
    */
   handshakeAdmission?: Omit<HandshakeAdmissionOptions, 'now'> | undefined;
