@@ -8,6 +8,7 @@ import type { Cleanup } from './cleanup.js';
 import { CpuMeter, readRssKiB } from './proc-stats.js';
 import {
   IDLE_SLICE_SECONDS,
+  serverCpuFigures,
   type AuthFigures,
   type ColdFigures,
   type IdleFigures,
@@ -171,8 +172,7 @@ export class ScalePhases {
     return {
       cold: {
         ...wait,
-        serverCpuSeconds,
-        cpuMsPerConnect: (serverCpuSeconds * 1000) / Math.max(1, totals.connects),
+        ...serverCpuFigures(serverCpuSeconds, totals.connects),
         swarm: totals,
         loadCpuSeconds,
       },
@@ -301,8 +301,7 @@ export class ScalePhases {
       serverStartSeconds,
       logLines: server.logLines,
       logMessages: messagesBetween(new Map(), server.messages).slice(0, TOP_MESSAGES),
-      serverCpuSeconds,
-      cpuMsPerConnect: (serverCpuSeconds * 1000) / Math.max(1, delta.connects),
+      ...serverCpuFigures(serverCpuSeconds, delta.connects),
       swarm: delta,
       loadCpuSeconds,
     };

@@ -14,11 +14,19 @@ export interface LoadFigures {
   loadCpuSeconds: number;
 }
 
-export interface ColdFigures extends ConnectWait, LoadFigures {
+/** The server's CPU in a connect phase. */
+export interface ServerCpuFigures {
   serverCpuSeconds: number;
   /** Server CPU per successful agent connect in the phase. */
   cpuMsPerConnect: number;
 }
+
+/** `cpuSeconds` of the server's CPU spent on `connects` agent connects. */
+export function serverCpuFigures(cpuSeconds: number, connects: number): ServerCpuFigures {
+  return { serverCpuSeconds: cpuSeconds, cpuMsPerConnect: (cpuSeconds * 1000) / Math.max(1, connects) };
+}
+
+export interface ColdFigures extends ConnectWait, LoadFigures, ServerCpuFigures {}
 
 export interface MemoryFigures {
   beforeKiB: number;
@@ -45,16 +53,14 @@ export interface IdleFigures {
   logMessages: [message: string, lines: number][];
 }
 
-export interface RestartFigures extends ConnectWait, LoadFigures {
+/** A restart phase; its server CPU is the new server's, from its start until all agents were back. */
+export interface RestartFigures extends ConnectWait, LoadFigures, ServerCpuFigures {
   /** From kill -9 until the new server logged that it started. */
   serverStartSeconds: number;
   /** Lines the new server wrote from its start until 2 s after all agents were back. */
   logLines: number;
   /** The most frequent of them, with their line counts. */
   logMessages: [message: string, lines: number][];
-  /** The new server's CPU from its start until all agents were back. */
-  serverCpuSeconds: number;
-  cpuMsPerConnect: number;
 }
 
 export interface AuthFigures extends RestartFigures {
@@ -133,15 +139,15 @@ function dials(d: DialFigures): string {
   return d.firstError === undefined ? base : `${base}; ${d.failed} failed, first: ${d.firstError}`;
 }
 
-function serverCpu(seconds: number, msPerConnect: number): string {
-  return `${f2(seconds)} s, ${f2(msPerConnect)} ms per agent connect`;
+function serverCpu(f: ServerCpuFigures): string {
+  return `${f2(f.serverCpuSeconds)} s, ${f2(f.cpuMsPerConnect)} ms per agent connect`;
 }
 
 /** The rows of a restart phase, under `label`: all back, `extra`, log lines, load generator. */
 function restartRows(label: string, r: RestartFigures, extra: [string, string][] = []): [string, string][] {
   return [
     [`${label}: all agents back`, `${connected(r)} (server up after ${f2(r.serverStartSeconds)} s)`],
-    [`${label}: server CPU until all back`, serverCpu(r.serverCpuSeconds, r.cpuMsPerConnect)],
+    [`${label}: server CPU until all back`, serverCpu(r)],
     ...extra.map(([k, v]): [string, string] => [`${label}: ${k}`, v]),
     [`${label}: server log lines (start to 2 s after all back)`, logLines(r.logLines, r.logMessages)],
     [`${label}: load generator`, load(r)],
@@ -154,10 +160,7 @@ export function scaleTable(r: ScaleResult): string {
   const rows: [string, string][] = [];
   if (r.cold) {
     rows.push(['agents connected from cold', connected(r.cold)]);
-    rows.push([
-      'server CPU for the cold connect',
-      serverCpu(r.cold.serverCpuSeconds, r.cold.cpuMsPerConnect),
-    ]);
+    rows.push(['server CPU for the cold connect', serverCpu(r.cold)]);
     rows.push(['cold connect: load generator', load(r.cold)]);
   }
   if (r.memory) {
